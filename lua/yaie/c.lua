@@ -1,0 +1,56 @@
+-- The bridge to libyaie: cdef's the public header and loads the shared library.
+-- Inside the yaie host, package.loaded["yaie.host"] says where both are; under a plain LuaJIT
+-- they are found from this file's location (lua/yaie/ -> ../../build/) or $YAIE_LIB.
+local ffi = require "ffi"
+
+local function this_root()
+  local src = debug.getinfo(1, "S").source:gsub("^@", "")
+  local dir = src:match("^(.*)/lua/yaie/c%.lua$")
+  return dir or "."
+end
+
+local host = package.loaded["yaie.host"] or {}
+local root = host.root or os.getenv("YAIE_ROOT") or this_root()
+local header_path = host.header or (root .. "/engine/include/yaie.h")
+local lib_path = os.getenv("YAIE_LIB") or host.lib or (root .. "/build/libyaie.so")
+
+local f = assert(io.open(header_path, "r"), "yaie: cannot open the C header " .. header_path)
+local header = f:read("*a")
+f:close()
+-- The header is written to be cdef'able once preprocessor lines are gone.
+ffi.cdef((header:gsub("\n#[^\n]*", "\n"):gsub("^#[^\n]*", "")))
+ffi.cdef [[
+  void free(void *p);
+]]
+
+local ok, lib = pcall(ffi.load, lib_path)
+if not ok then
+  error("yaie: cannot load " .. lib_path .. " (build it first, or set YAIE_LIB): " .. tostring(lib), 0)
+end
+
+local M = { lib = lib, ffi = ffi, root = root, lib_path = lib_path, host = host }
+
+-- Raises the last C error as a Lua error (a plain message, no position) when status is not OK.
+function M.check(status, context)
+  if status ~= 0 then
+    local msg = ffi.string(lib.yaie_last_error())
+    if context then msg = context .. ": " .. msg end
+    error(msg, 0)
+  end
+end
+
+-- A fresh C array of int32 holding a Lua list of numbers.
+function M.int32_array(list, n)
+  n = n or #list
+  local arr = ffi.new("int32_t[?]", math.max(n, 1))
+  for i = 1, n do arr[i - 1] = list[i] end
+  return arr, n
+end
+
+function M.to_list(arr, n)
+  local out = {}
+  for i = 0, n - 1 do out[i + 1] = tonumber(arr[i]) end
+  return out
+end
+
+return M
