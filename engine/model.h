@@ -23,6 +23,7 @@ struct yaie_model {
   float *final_norm;     /* [dim] */
   float *classifier;     /* [vocab][dim]; equals tok_embeddings when tied */
   yaie_layer *layers;
+  float *rope_inv_freq;  /* [head_dim / 2]: theta^(-2i/d), with llama3 scaling applied */
   yaie_tokenizer *tokenizer; /* found with the model, or NULL; owned */
   char *path;
 };
@@ -35,6 +36,10 @@ yaie_status yaie_config_validate(const yaie_config *c, const char *path);
 /* Allocates every weight array for a validated config (zeroed), the optional ones as the
  * config asks. The loaders then fill them. */
 yaie_status yaie_model_alloc(const yaie_config *c, const char *path, yaie_model **out);
+
+/* Fills rope_inv_freq from the config; freq_factors (GGUF rope_freqs, [head_dim/2]) divide the
+ * frequencies when given, in place of computing llama3 scaling from the config. */
+void yaie_model_init_rope(yaie_model *m, const float *freq_factors);
 
 /* Loaders, dispatched by yaie_model_load from the file's kind. */
 yaie_status yaie_load_llama2c(const char *path, yaie_model **out);

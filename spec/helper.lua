@@ -35,7 +35,8 @@ H.quote = shell_quote
 -- Runs `yaie ARGS...` with optional stdin text; returns exit code, stdout, stderr.
 function H.yaie(args, stdin)
   local dir = H.tmpdir()
-  local parts = { shell_quote(H.bin) }
+  -- Leak checking applies to the binary's own runs (a sanitizer build reads ASAN_OPTIONS).
+  local parts = { "ASAN_OPTIONS=detect_leaks=1", shell_quote(H.bin) }
   for _, a in ipairs(args) do parts[#parts + 1] = shell_quote(a) end
   local cmd = table.concat(parts, " ")
   if stdin then

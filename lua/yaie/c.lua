@@ -14,13 +14,23 @@ local root = host.root or os.getenv("YAIE_ROOT") or this_root()
 local header_path = host.header or (root .. "/engine/include/yaie.h")
 local lib_path = os.getenv("YAIE_LIB") or host.lib or (root .. "/build/libyaie.so")
 
-local f = assert(io.open(header_path, "r"), "yaie: cannot open the C header " .. header_path)
-local header = f:read("*a")
-f:close()
--- The header is written to be cdef'able once preprocessor lines are gone.
-ffi.cdef((header:gsub("\n#[^\n]*", "\n"):gsub("^#[^\n]*", "")))
+-- The public headers are written to be cdef'able once preprocessor lines are gone: yaie.h
+-- (models, tokenizers, the forward pass, sampling), then yaie_cache.h (page pool, radix tree).
+local include_dir = header_path:match("^(.*)/[^/]*$") or "."
+for _, name in ipairs { "yaie.h", "yaie_cache.h" } do
+  local f = io.open(include_dir .. "/" .. name, "r")
+  if f then
+    local header = f:read("*a")
+    f:close()
+    ffi.cdef((header:gsub("\n#[^\n]*", "\n"):gsub("^#[^\n]*", "")))
+  elseif name == "yaie.h" then
+    error("yaie: cannot open the C header " .. include_dir .. "/" .. name, 0)
+  end
+end
 ffi.cdef [[
   void free(void *p);
+  typedef struct yaie_timespec { long tv_sec; long tv_nsec; } yaie_timespec;
+  int clock_gettime(int clk_id, yaie_timespec *tp);
 ]]
 
 local ok, lib = pcall(ffi.load, lib_path)
@@ -37,6 +47,13 @@ function M.check(status, context)
     if context then msg = context .. ": " .. msg end
     error(msg, 0)
   end
+end
+
+local ts = ffi.new("yaie_timespec")
+-- Monotonic seconds, for timing steps and tokens/s.
+function M.now()
+  ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
 end
 
 -- A fresh C array of int32 holding a Lua list of numbers.
