@@ -2,19 +2,17 @@
  * in fixed-size pages. Read top to bottom it is the architecture: embed; per layer RMSNorm,
  * QKV (+bias, +Q/K norm), RoPE, K/V written into pages, causal attention through each
  * sequence's page table, output projection, residual, RMSNorm, SwiGLU, residual; final norm and
- * the classifier for the rows that need logits. Matrix products go through BLAS over all the
- * step's tokens at once; attention is split over (token, head) pairs across threads. */
-#include <cblas.h>
-#include <immintrin.h>
+ * the classifier for the rows that need logits. Matrix products run over all the step's tokens
+ * at once (engine/matmul_cpu.c); attention is split over (token, head) pairs across threads.
+ * Every row is computed the same way whatever else is in the batch. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
+#include "matmul_cpu.h"
 #include "model.h"
-
-void openblas_set_num_threads(int num_threads);
 
 struct yaie_context {
   yaie_model *model;
@@ -116,42 +114,6 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
 
 /* Below this many multiply-adds a parallel region costs more than it saves. */
 #define PARALLEL_MIN_WORK (1L << 16)
-
-/* Dot product with four independent accumulators, so the FMA latency is hidden and a decode
- * step streams weights at memory speed. */
-static float dot(const float *a, const float *b, int n) {
-  int i = 0;
-  float s = 0.0f;
-#ifdef __AVX2__
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-  for (; i + 32 <= n; i += 32) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 16), _mm256_loadu_ps(b + i + 16), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 24), _mm256_loadu_ps(b + i + 24), acc3);
-  }
-  __m256 acc = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-  s = _mm_cvtss_f32(h);
-#endif
-  for (; i < n; i++)
-    s += a[i] * b[i];
-  return s;
-}
-
-/* y[rows][out] = x[rows][in] W[out][in]^T. One row (a decode step) is a matrix-vector product,
- * memory-bound, split over the threads by output rows; more rows go to BLAS's GEMM. */
-static void matmul(float *y, const float *x, const float *w, int rows, int in, int out, int n_threads) {
-  if (rows == 1) {
-#pragma omp parallel for schedule(static) num_threads(n_threads) if ((long)out * in >= PARALLEL_MIN_WORK)
-    for (int i = 0; i < out; i++)
-      y[i] = dot(w + (size_t)i * in, x, in);
-  } else {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, out, in, 1.0f, x, in, w, in, 0.0f, y, out);
-  }
-}
 
 static void rope(float *v, const float *inv_freq, int pos, int head_dim, int layout) {
   int half = head_dim / 2;
@@ -290,7 +252,7 @@ static void ffn_layer(yaie_context *ctx, int layer, int rows) {
   int dim = c->dim, hidden = c->hidden_dim;
   for (int r = 0; r < rows; r++)
     rmsnorm(ctx->xb + (size_t)r * dim, ctx->x + (size_t)r * dim, L->ffn_norm, dim, c->norm_eps);
-  matmul(ctx->hb, ctx->xb, L->w_gate_up, rows, dim, 2 * hidden, ctx->n_threads);
+  yaie_matmul(ctx->hb, ctx->xb, L->w_gate_up, rows, dim, 2 * hidden, ctx->n_threads);
   /* SwiGLU into the gate half, compacted so w_down reads contiguous rows of `hidden`. */
   for (int r = 0; r < rows; r++) {
     const float *gate = ctx->hb + (size_t)r * 2 * hidden, *up = gate + hidden;
@@ -298,7 +260,7 @@ static void ffn_layer(yaie_context *ctx, int layer, int rows) {
     for (int i = 0; i < hidden; i++)
       o[i] = silu(gate[i]) * up[i];
   }
-  matmul(ctx->xb, ctx->hb, L->w_down, rows, hidden, dim, ctx->n_threads);
+  yaie_matmul(ctx->xb, ctx->hb, L->w_down, rows, hidden, dim, ctx->n_threads);
   for (size_t i = 0; i < (size_t)rows * dim; i++)
     ctx->x[i] += ctx->xb[i];
 }
@@ -309,7 +271,6 @@ yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch) {
   int rows = 0, logit_rows = 0;
   ctx->n_logit_rows = 0;
   YAIE_TRY(check_batch(ctx, batch, &rows, &logit_rows));
-  openblas_set_num_threads(ctx->n_threads);
   int dim = c->dim, q_dim = yaie_q_dim(c), qkv_dim = q_dim + 2 * yaie_kv_dim(c);
 
   int r = 0;
@@ -327,9 +288,9 @@ yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch) {
     const yaie_layer *L = &m->layers[l];
     for (r = 0; r < rows; r++)
       rmsnorm(ctx->xb + (size_t)r * dim, ctx->x + (size_t)r * dim, L->attn_norm, dim, c->norm_eps);
-    matmul(ctx->qkv, ctx->xb, L->wqkv, rows, dim, qkv_dim, ctx->n_threads);
+    yaie_matmul(ctx->qkv, ctx->xb, L->wqkv, rows, dim, qkv_dim, ctx->n_threads);
     attention_layer(ctx, l, rows);
-    matmul(ctx->xb, ctx->att, L->wo, rows, q_dim, dim, ctx->n_threads);
+    yaie_matmul(ctx->xb, ctx->att, L->wo, rows, q_dim, dim, ctx->n_threads);
     for (size_t i = 0; i < (size_t)rows * dim; i++)
       ctx->x[i] += ctx->xb[i];
     ffn_layer(ctx, l, rows);
@@ -345,7 +306,7 @@ yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch) {
       rmsnorm(ctx->xb + (size_t)out_row * dim, ctx->x + (size_t)(r + i) * dim, m->final_norm, dim, c->norm_eps);
     r += q->n_tokens;
   }
-  matmul(ctx->logits, ctx->xb, m->classifier, logit_rows, dim, c->vocab_size, ctx->n_threads);
+  yaie_matmul(ctx->logits, ctx->xb, m->classifier, logit_rows, dim, c->vocab_size, ctx->n_threads);
   ctx->n_logit_rows = logit_rows;
   return YAIE_OK;
 }

@@ -18,13 +18,13 @@ struct yaie_pool {
   int n_pages;
   int page_size;
   size_t page_bytes;
-  uint32_t *ref;   /* references per page */
-  uint8_t *flags;  /* YAIE_PAGE_* bits per page, set by the radix tree */
-  int32_t *stack;  /* the free list: stack[0, n_free), popped from the top */
+  uint32_t *ref;  /* references per page */
+  uint8_t *flags; /* YAIE_PAGE_* bits per page, set by the radix tree */
+  int32_t *stack; /* the free list: stack[0, n_free), popped from the top */
   int n_free;
-  int evictable;   /* P3 */
-  int cached;      /* P4 */
-  int holds;       /* the caller's handle plus an attached tree; the pool goes at 0 */
+  int evictable; /* P3 */
+  int cached;    /* P4 */
+  int holds;     /* the caller's handle plus an attached tree; the pool goes at 0 */
   int has_tree;
   size_t host_bytes;
 };
@@ -37,9 +37,10 @@ static yaie_status page_geometry(const yaie_pool_params *p, size_t *bytes) {
   if (p->n_layers <= 0 && p->n_kv_heads <= 0 && p->head_dim <= 0 && p->dtype_bytes <= 0)
     return YAIE_OK;
   if (p->n_layers <= 0 || p->n_kv_heads <= 0 || p->head_dim <= 0 || p->dtype_bytes <= 0)
-    return yaie_fail(YAIE_ERR_ARG, "pool: a page geometry needs layers, kv_heads, head_dim and dtype "
-                     "(got %d, %d, %d, %d bytes)", p->n_layers, p->n_kv_heads, p->head_dim,
-                     p->dtype_bytes);
+    return yaie_fail(YAIE_ERR_ARG,
+                     "pool: a page geometry needs layers, kv_heads, head_dim and dtype "
+                     "(got %d, %d, %d, %d bytes)",
+                     p->n_layers, p->n_kv_heads, p->head_dim, p->dtype_bytes);
   /* K and V, every layer, every KV head, page_size tokens. */
   *bytes = 2 * (size_t)p->n_layers * (size_t)p->n_kv_heads * (size_t)p->head_dim *
            (size_t)p->dtype_bytes * (size_t)p->page_size;
@@ -57,7 +58,8 @@ static yaie_status pool_size(const yaie_pool_params *p, size_t page_bytes, int *
     return yaie_fail(YAIE_ERR_ARG, "pool: give a number of pages, or bytes with the page geometry");
   size_t n = p->bytes / page_bytes;
   if (n == 0)
-    return yaie_fail(YAIE_ERR_ARG, "pool: %zu bytes hold no page of %zu bytes", p->bytes, page_bytes);
+    return yaie_fail(YAIE_ERR_ARG, "pool: %zu bytes hold no page of %zu bytes", p->bytes,
+                     page_bytes);
   if (n > (size_t)INT32_MAX)
     return yaie_fail(YAIE_ERR_ARG, "pool: %zu pages is more than a pool can index", n);
   *n_pages = (int)n;
@@ -90,8 +92,8 @@ yaie_status yaie_pool_new(const yaie_pool_params *params, yaie_pool **out) {
   for (int i = 0; i < n; i++)
     pool->stack[i] = n - 1 - i;
   pool->n_free = n;
-  pool->host_bytes = sizeof *pool + (size_t)n * (sizeof *pool->ref + sizeof *pool->flags +
-                                                 sizeof *pool->stack);
+  pool->host_bytes =
+      sizeof *pool + (size_t)n * (sizeof *pool->ref + sizeof *pool->flags + sizeof *pool->stack);
   *out = pool;
   return YAIE_OK;
 }
@@ -150,7 +152,8 @@ yaie_status yaie_pool_ref(yaie_pool *pool, const int32_t *pages, int n) {
   for (int i = 0; i < n; i++) {
     YAIE_TRY(check_range(pool, "pool ref", pages[i]));
     if (pool->ref[pages[i]] == 0)
-      return yaie_fail(YAIE_ERR_STATE, "pool ref: page %d is free (allocate it first)", (int)pages[i]);
+      return yaie_fail(YAIE_ERR_STATE, "pool ref: page %d is free (allocate it first)",
+                       (int)pages[i]);
   }
   for (int i = 0; i < n; i++)
     add_ref(pool, pages[i], 1);
@@ -162,8 +165,10 @@ static yaie_status unref_refusal(const yaie_pool *pool, int32_t p) {
   if (pool->ref[p] == 0)
     return yaie_fail(YAIE_ERR_STATE, "pool free: page %d is already free", (int)p);
   if ((pool->flags[p] & YAIE_PAGE_CACHED) && pool->ref[p] == 1)
-    return yaie_fail(YAIE_ERR_STATE, "pool free: page %d is held only by the radix cache "
-                     "(evict it from the tree instead)", (int)p);
+    return yaie_fail(YAIE_ERR_STATE,
+                     "pool free: page %d is held only by the radix cache "
+                     "(evict it from the tree instead)",
+                     (int)p);
   return YAIE_OK;
 }
 
@@ -207,7 +212,7 @@ void yaie_pool_stats(const yaie_pool *pool, yaie_pool_usage *out) {
  * The radix tree's side (page_pool.h). The tree only passes pages it validated or owns. */
 
 int yaie_pool_n_pages(const yaie_pool *pool) { return pool->n_pages; }
-int yaie_pool_page_size_of(const yaie_pool *pool) { return pool->page_size; }
+int yaie_pool_page_size(const yaie_pool *pool) { return pool->page_size; }
 uint32_t yaie_pool_refcount(const yaie_pool *pool, int32_t page) { return pool->ref[page]; }
 int yaie_pool_flags(const yaie_pool *pool, int32_t page) { return pool->flags[page]; }
 
@@ -243,7 +248,8 @@ int yaie_pool_uncache(yaie_pool *pool, const int32_t *pages, int n) {
 
 yaie_status yaie_pool_attach(yaie_pool *pool) {
   if (pool->has_tree)
-    return yaie_fail(YAIE_ERR_STATE, "radix: this pool already has a radix tree (one tree per pool; "
+    return yaie_fail(YAIE_ERR_STATE,
+                     "radix: this pool already has a radix tree (one tree per pool; "
                      "use namespaces to keep caches apart)");
   pool->has_tree = 1;
   pool->holds++;
@@ -267,15 +273,20 @@ static yaie_status check_free_list(const yaie_pool *pool, uint8_t *seen) {
     if (p < 0 || p >= pool->n_pages)
       return yaie_fail(YAIE_ERR_STATE, "pool check (P1): free list slot %d holds id %d", i, (int)p);
     if (seen[p]++)
-      return yaie_fail(YAIE_ERR_STATE, "pool check (P1): page %d is on the free list twice", (int)p);
+      return yaie_fail(YAIE_ERR_STATE, "pool check (P1): page %d is on the free list twice",
+                       (int)p);
     if (pool->ref[p] != 0)
-      return yaie_fail(YAIE_ERR_STATE, "pool check (P1): page %d is both free and referenced "
-                       "(%u references)", (int)p, pool->ref[p]);
+      return yaie_fail(YAIE_ERR_STATE,
+                       "pool check (P1): page %d is both free and referenced "
+                       "(%u references)",
+                       (int)p, pool->ref[p]);
   }
   for (int p = 0; p < pool->n_pages; p++)
     if (pool->ref[p] == 0 && !seen[p])
-      return yaie_fail(YAIE_ERR_STATE, "pool check (P1): page %d has no reference and is not on "
-                       "the free list (leaked)", p);
+      return yaie_fail(YAIE_ERR_STATE,
+                       "pool check (P1): page %d has no reference and is not on "
+                       "the free list (leaked)",
+                       p);
   return YAIE_OK;
 }
 

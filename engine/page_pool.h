@@ -13,7 +13,7 @@ enum {
 };
 
 int yaie_pool_n_pages(const yaie_pool *pool);
-int yaie_pool_page_size_of(const yaie_pool *pool);
+int yaie_pool_page_size(const yaie_pool *pool);
 uint32_t yaie_pool_refcount(const yaie_pool *pool, int32_t page);
 int yaie_pool_flags(const yaie_pool *pool, int32_t page);
 /* Sets (on) or clears a YAIE_PAGE_* bit on n pages, keeping the counts. */

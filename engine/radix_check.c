@@ -14,7 +14,8 @@ typedef struct check_sums {
 
 static yaie_status fail_at(const yaie_radix_node *n, const char *rule, const char *what) {
   return yaie_fail(YAIE_ERR_STATE, "radix check (%s): node %llu (%d tokens) %s", rule,
-                   (unsigned long long)(n->serial & ((1ull << RADIX_SERIAL_BITS) - 1)), n->len, what);
+                   (unsigned long long)(n->serial & ((1ull << RADIX_SERIAL_BITS) - 1)), n->len,
+                   what);
 }
 
 /* R1 and the parts of R3 and R4 that relate a node to its children. */
@@ -82,8 +83,9 @@ static yaie_status check_node(const yaie_radix *t, const yaie_radix_node *n, che
   YAIE_TRY(check_shape(t, n));
   YAIE_TRY(check_kids(n));
   if ((n->heap_idx >= 0) != radix_heap_wants(n))
-    return fail_at(n, "R6", radix_heap_wants(n) ? "is an unlocked leaf missing from the heap"
-                                                : "is in the heap but not an unlocked leaf");
+    return fail_at(n, "R6",
+                   radix_heap_wants(n) ? "is an unlocked leaf missing from the heap"
+                                       : "is in the heap but not an unlocked leaf");
   if (n->heap_idx >= 0 && (n->heap_idx >= t->heap_n || t->heap[n->heap_idx] != n))
     return fail_at(n, "R6", "has a heap position that holds another node");
   if (!n->parent) {
@@ -116,25 +118,30 @@ static yaie_status check_reach(const yaie_radix *t, int64_t live) {
   }
   free(stack);
   if (reached != live)
-    return yaie_fail(YAIE_ERR_STATE, "radix check (R2): %lld of %lld nodes reachable from the roots",
+    return yaie_fail(YAIE_ERR_STATE,
+                     "radix check (R2): %lld of %lld nodes reachable from the roots",
                      (long long)reached, (long long)live);
   return YAIE_OK;
 }
 
 /* R7 and R8 (roots), R9 (bytes), and R5's total against the pool. */
 static yaie_status check_sums_match(const yaie_radix *t, const check_sums *s) {
-  if (s->nodes != t->nodes || s->cached != t->cached_tokens || s->evictable != t->evictable_tokens ||
-      s->protected_ != t->protected_tokens)
-    return yaie_fail(YAIE_ERR_STATE, "radix check (R7): counted %lld nodes, %lld cached, %lld "
+  if (s->nodes != t->nodes || s->cached != t->cached_tokens ||
+      s->evictable != t->evictable_tokens || s->protected_ != t->protected_tokens)
+    return yaie_fail(YAIE_ERR_STATE,
+                     "radix check (R7): counted %lld nodes, %lld cached, %lld "
                      "evictable, %lld protected tokens; found %lld, %lld, %lld, %lld",
-                     (long long)t->nodes, (long long)t->cached_tokens, (long long)t->evictable_tokens,
-                     (long long)t->protected_tokens, (long long)s->nodes, (long long)s->cached,
-                     (long long)s->evictable, (long long)s->protected_);
+                     (long long)t->nodes, (long long)t->cached_tokens,
+                     (long long)t->evictable_tokens, (long long)t->protected_tokens,
+                     (long long)s->nodes, (long long)s->cached, (long long)s->evictable,
+                     (long long)s->protected_);
   yaie_pool_usage u;
   yaie_pool_stats(t->pool, &u);
   if ((int64_t)u.cached * t->page_size != t->cached_tokens)
-    return yaie_fail(YAIE_ERR_STATE, "radix check (R5): the pool has %d cached pages for %lld "
-                     "cached tokens", u.cached, (long long)t->cached_tokens);
+    return yaie_fail(YAIE_ERR_STATE,
+                     "radix check (R5): the pool has %d cached pages for %lld "
+                     "cached tokens",
+                     u.cached, (long long)t->cached_tokens);
   if (s->roots != t->n_roots)
     return yaie_fail(YAIE_ERR_STATE, "radix check (R8): %lld roots for %d namespaces",
                      (long long)s->roots, t->n_roots);
@@ -151,12 +158,12 @@ static yaie_status check_sums_match(const yaie_radix *t, const check_sums *s) {
 
 yaie_status yaie_radix_check(const yaie_radix *t) {
   YAIE_TRY(yaie_pool_check(t->pool));
-  check_sums s = { 0 };
+  check_sums s = {0};
   s.seen = calloc((size_t)yaie_pool_n_pages(t->pool), 1);
   if (!s.seen)
     return yaie_fail(YAIE_ERR_NOMEM, "radix check: out of memory");
   yaie_status st = YAIE_OK;
-  radix_iter it = { 0 };
+  radix_iter it = {0};
   for (yaie_radix_node *n; st == YAIE_OK && (n = radix_next_node(t, &it));)
     st = check_node(t, n, &s);
   free(s.seen);

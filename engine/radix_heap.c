@@ -92,8 +92,10 @@ yaie_status radix_heap_check(const yaie_radix *t) {
       return yaie_fail(YAIE_ERR_STATE, "radix check (R6): heap slot %d holds a node that says %d",
                        i, n->heap_idx);
     if (!radix_heap_wants(n))
-      return yaie_fail(YAIE_ERR_STATE, "radix check (R6): heap slot %d holds a node that is not "
-                       "an unlocked leaf", i);
+      return yaie_fail(YAIE_ERR_STATE,
+                       "radix check (R6): heap slot %d holds a node that is not "
+                       "an unlocked leaf",
+                       i);
     if (i > 0 && t->heap[(i - 1) / 2]->last_access > n->last_access)
       return yaie_fail(YAIE_ERR_STATE, "radix check (R6): heap order broken at slot %d", i);
   }

@@ -5,6 +5,8 @@
  *   R1  a child table of kid_cap slots (a power of two, or 0 with no table) holds n_kids nodes
  *       at most 3/4 full; each child sits on the linear-probe run from key_hash & (kid_cap - 1)
  *       and no two children share a first page.
+ *   R8  every live node's serial carries this tree's id in its high bits, and the namespace table
+ *       holds n_roots roots, each found from its namespace id.
  *   R9  bytes is the sum of every allocation the tree holds. */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -85,7 +87,8 @@ static yaie_status heap_reserve(yaie_radix *t, int64_t n) {
   if (t->heap_cap >= n)
     return YAIE_OK;
   int cap = t->heap_cap ? 2 * t->heap_cap : 64;
-  void *h = radix_realloc(t, t->heap, (size_t)t->heap_cap * sizeof *t->heap, (size_t)cap * sizeof *t->heap);
+  void *h = radix_realloc(t, t->heap, (size_t)t->heap_cap * sizeof *t->heap,
+                          (size_t)cap * sizeof *t->heap);
   if (!h)
     return yaie_fail(YAIE_ERR_NOMEM, "radix: out of memory for the eviction heap");
   t->heap = h;
@@ -164,7 +167,7 @@ int64_t radix_bytes_recount(const yaie_radix *t) {
                   (int64_t)t->root_cap * (int64_t)sizeof *t->roots;
   for (const radix_slab *s = t->slabs; s; s = s->next)
     bytes += (int64_t)sizeof *s;
-  radix_iter it = { 0 };
+  radix_iter it = {0};
   for (yaie_radix_node *n; (n = radix_next_node(t, &it));)
     bytes += (int64_t)(radix_data_bytes(t, n->len) * (n->len > 0)) +
              (int64_t)n->kid_cap * (int64_t)sizeof *n->kids;
@@ -262,7 +265,7 @@ void radix_kid_remove(yaie_radix *t, yaie_radix_node *parent, yaie_radix_node *k
  * followed; the rest name the node, so a reused slot does not pass for the evicted node. */
 
 yaie_radix_handle radix_handle(const yaie_radix_node *n) {
-  yaie_radix_handle h = { (yaie_radix_node *)n, n ? n->serial : 0 };
+  yaie_radix_handle h = {(yaie_radix_node *)n, n ? n->serial : 0};
   return h;
 }
 
@@ -273,8 +276,10 @@ yaie_status radix_node_from(const yaie_radix *t, yaie_radix_handle h, const char
   if (h.serial >> RADIX_SERIAL_BITS != t->id)
     return yaie_fail(YAIE_ERR_ARG, "%s: the node handle belongs to another tree", what);
   if (h.node->serial != h.serial)
-    return yaie_fail(YAIE_ERR_STATE, "%s: stale node handle (its node was evicted; a node stays "
-                     "cached only while locked)", what);
+    return yaie_fail(YAIE_ERR_STATE,
+                     "%s: stale node handle (its node was evicted; a node stays "
+                     "cached only while locked)",
+                     what);
   *out = h.node;
   return YAIE_OK;
 }
@@ -326,7 +331,7 @@ yaie_status radix_get_root(yaie_radix *t, uint64_t ns, int create, yaie_radix_no
     return YAIE_OK;
   YAIE_TRY(roots_reserve(t));
   YAIE_TRY(radix_node_new(t, NULL, NULL, 0, out));
-  radix_root r = { ns, *out };
+  radix_root r = {ns, *out};
   root_put(t->roots, t->root_cap, r);
   t->n_roots++;
   return YAIE_OK;

@@ -30,7 +30,7 @@ yaie_status yaie_radix_new(yaie_pool *pool, yaie_radix **out) {
     return st;
   }
   t->pool = pool;
-  t->page_size = yaie_pool_page_size_of(pool);
+  t->page_size = yaie_pool_page_size(pool);
   t->id = radix_next_tree_id();
   t->next_serial = 1;
   t->bytes = (int64_t)sizeof *t;
@@ -127,8 +127,8 @@ static yaie_status split(yaie_radix *t, yaie_radix_node *n, int k, yaie_radix_no
 
 /* Follows tokens down from root, splitting where the path ends inside an edge, so that the
  * node returned ends exactly at *matched. */
-static yaie_status descend_split(yaie_radix *t, yaie_radix_node *root, const int32_t *tokens,
-                                 int n, yaie_radix_node **end, int *matched) {
+static yaie_status descend_split(yaie_radix *t, yaie_radix_node *root, const int32_t *tokens, int n,
+                                 yaie_radix_node **end, int *matched) {
   radix_walk w;
   descend(t, root, tokens, n, &w);
   *end = w.node;
@@ -210,14 +210,16 @@ static yaie_status check_page(yaie_radix *t, int32_t page, int32_t tree_page, in
     return YAIE_OK;
   int n_pages = yaie_pool_n_pages(t->pool);
   if (page < 0 || page >= n_pages)
-    return yaie_fail(YAIE_ERR_ARG, "insert: page id %d (page %d of the key) is out of range [0, %d)",
-                     (int)page, pos, n_pages);
-  const char *why = yaie_pool_refcount(t->pool, page) == 0                       ? "is free"
-                    : yaie_pool_flags(t->pool, page) & YAIE_PAGE_CACHED         ? "is already cached"
-                    : yaie_pool_flags(t->pool, page) & YAIE_PAGE_MARK           ? "is listed twice"
-                                                                                 : NULL;
+    return yaie_fail(YAIE_ERR_ARG,
+                     "insert: page id %d (page %d of the key) is out of range [0, %d)", (int)page,
+                     pos, n_pages);
+  const char *why = yaie_pool_refcount(t->pool, page) == 0              ? "is free"
+                    : yaie_pool_flags(t->pool, page) & YAIE_PAGE_CACHED ? "is already cached"
+                    : yaie_pool_flags(t->pool, page) & YAIE_PAGE_MARK   ? "is listed twice"
+                                                                        : NULL;
   if (why)
-    return yaie_fail(YAIE_ERR_ARG, "insert: page id %d (page %d of the key) %s", (int)page, pos, why);
+    return yaie_fail(YAIE_ERR_ARG, "insert: page id %d (page %d of the key) %s", (int)page, pos,
+                     why);
   yaie_pool_set_flag(t->pool, &page, 1, YAIE_PAGE_MARK, 1);
   return YAIE_OK;
 }
@@ -229,8 +231,11 @@ static yaie_status check_pages(yaie_radix *t, yaie_radix_node *root, const int32
   descend(t, root, tokens, full, &w);
   int pos = w.matched / ps;
   for (yaie_radix_node *x = w.node; x->parent; x = x->parent) {
-    pos -= x->len / ps;
-    for (int j = 0; j < x->len / ps; j++)
+    int np = x->len / ps;
+    pos -= np;
+    if (memcmp(pages + pos, node_pages(x), (size_t)np * sizeof *pages) == 0)
+      continue; /* the common case: the caller's pages came from match */
+    for (int j = 0; j < np; j++)
       YAIE_TRY(check_page(t, pages[pos + j], node_pages(x)[j], pos + j));
   }
   pos = w.matched / ps;
@@ -247,8 +252,11 @@ static void drop_duplicates(yaie_radix *t, const yaie_radix_node *end, int depth
                             const int32_t *pages) {
   int pos = depth / t->page_size;
   for (const yaie_radix_node *x = end; x->parent; x = x->parent) {
-    pos -= x->len / t->page_size;
-    for (int j = 0; j < x->len / t->page_size; j++)
+    int np = x->len / t->page_size;
+    pos -= np;
+    if (memcmp(pages + pos, node_pages(x), (size_t)np * sizeof *pages) == 0)
+      continue;
+    for (int j = 0; j < np; j++)
       if (pages[pos + j] != node_pages(x)[j])
         yaie_pool_unref(t->pool, &pages[pos + j], 1); /* checked: the caller's, in use */
   }

@@ -9,17 +9,17 @@
 /* A node is an edge of len tokens (a multiple of page_size) with the pages holding them. A
  * namespace root has no tokens and no parent. */
 struct yaie_radix_node {
-  yaie_radix_node *parent;  /* NULL for a root; the next free slot while the slot is free */
-  yaie_radix_node **kids;   /* open-addressed child table of kid_cap slots, by first page */
-  int32_t *tokens;          /* len tokens, then len / page_size page ids: one allocation */
-  uint64_t serial;          /* 0 while the slot is free; see yaie_radix_handle */
-  uint64_t last_access;     /* the tree's clock at the last match or insert through here */
+  yaie_radix_node *parent; /* NULL for a root; the next free slot while the slot is free */
+  yaie_radix_node **kids;  /* open-addressed child table of kid_cap slots, by first page */
+  int32_t *tokens;         /* len tokens, then len / page_size page ids: one allocation */
+  uint64_t serial;         /* 0 while the slot is free; see yaie_radix_handle */
+  uint64_t last_access;    /* the tree's clock at the last match or insert through here */
   int32_t len;
-  uint32_t key_hash;        /* hash of the first page of tokens: the key in the parent's table */
+  uint32_t key_hash; /* hash of the first page of tokens: the key in the parent's table */
   int32_t n_kids, kid_cap;
-  int32_t lock_ref;         /* locks on this node or on a descendant */
-  int32_t own_locks;        /* locks taken on this node itself */
-  int32_t heap_idx;         /* position in the LRU heap, or -1 */
+  int32_t lock_ref;  /* locks on this node or on a descendant */
+  int32_t own_locks; /* locks taken on this node itself */
+  int32_t heap_idx;  /* position in the LRU heap, or -1 */
 };
 
 typedef struct radix_slab radix_slab;
@@ -32,17 +32,17 @@ typedef struct radix_root {
 struct yaie_radix {
   yaie_pool *pool;
   int page_size;
-  uint32_t id;              /* the high bits of every serial: which tree a handle belongs to */
+  uint32_t id; /* the high bits of every serial: which tree a handle belongs to */
   uint64_t next_serial;
-  uint64_t clock;           /* logical time: one tick per match or insert */
-  radix_slab *slabs;        /* node storage; slots never go back to malloc before the tree */
+  uint64_t clock;    /* logical time: one tick per match or insert */
+  radix_slab *slabs; /* node storage; slots never go back to malloc before the tree */
   yaie_radix_node *free_nodes;
-  radix_root *roots;        /* open-addressed by namespace, root_cap slots */
+  radix_root *roots; /* open-addressed by namespace, root_cap slots */
   int n_roots, root_cap;
-  yaie_radix_node **heap;   /* min-heap on last_access of the evictable leaves */
+  yaie_radix_node **heap; /* min-heap on last_access of the evictable leaves */
   int heap_n, heap_cap;
   int64_t nodes, cached_tokens, evictable_tokens, protected_tokens, hit_tokens, miss_tokens;
-  int64_t bytes;            /* every allocation the tree holds, kept by tree_alloc & co */
+  int64_t bytes; /* every allocation the tree holds, kept by radix_alloc & co */
 };
 
 enum { RADIX_SERIAL_BITS = 40 };
@@ -54,7 +54,8 @@ static inline size_t radix_data_bytes(const yaie_radix *t, int len) {
   return (size_t)(len + len / t->page_size) * sizeof(int32_t);
 }
 
-/* Visits every live node (roots included) in storage order: `for (it = {0}; (n = next(t, &it));)`. */
+/* Visits every live node (roots included) in storage order:
+ * `radix_iter it = {0}; while ((n = radix_next_node(t, &it))) ...` */
 typedef struct radix_iter {
   const radix_slab *slab;
   int i;

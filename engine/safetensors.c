@@ -298,6 +298,8 @@ yaie_status yaie_safetensors_read_f32(const yaie_safetensors *s, const char *nam
     memcpy(dst, t->data, n * sizeof(float));
   } else if (!strcmp(t->dtype, "F16") || !strcmp(t->dtype, "BF16")) {
     int bf16 = t->dtype[0] == 'B';
+    /* Large models are mostly 16-bit: converting on all cores keeps loading I/O-bound. */
+#pragma omp parallel for schedule(static) if (n > (1u << 18))
     for (size_t i = 0; i < n; i++) {
       uint16_t h;
       memcpy(&h, t->data + 2 * i, 2);

@@ -416,6 +416,17 @@ describe("synthetic Hugging Face checkpoints", function()
     end)
   end
 
+  it("convert tensors large enough to be split across threads exactly", function()
+    local big = setmetatable({ vocab = 9000 }, { __index = archs.qwen3 }) -- 288000-element tables
+    local got = {}
+    for _, dtype in ipairs { "F32", "F16", "BF16" } do
+      write_model(tmp .. "/big-" .. dtype, big, { dtype = dtype, exact = true })
+      got[dtype] = logits(load(tmp .. "/big-" .. dtype), { 1, 8999, 4500, 17 })
+    end
+    assert.are.equal(0, rel_diff(got.F32, got.F16))
+    assert.are.equal(0, rel_diff(got.F32, got.BF16))
+  end)
+
   it("load sharded checkpoints through model.safetensors.index.json", function()
     for _, name in ipairs { "qwen2", "qwen3" } do
       write_model(tmp .. "/one-" .. name, archs[name], { dtype = "BF16" })

@@ -559,7 +559,7 @@ local function run_differential(page_size, ops, seed)
 end
 
 describe("radix tree against a plain prefix-cache model", function()
-  local ops = quick and 4000 or 100000
+  local ops = quick and 20000 or 100000
   for _, ps in ipairs { 1, 4, 16 } do
     it(string.format("agrees over %d random operations with page_size %d", ops, ps), function()
       run_differential(ps, ops, 1000 + ps)

@@ -44,7 +44,9 @@ local function geometry(opts)
   if not (layers or heads or head_dim) then return 0, 0, 0, 0 end
   local dtype = opts.dtype or "f32"
   local size = M.dtype_bytes[dtype]
-  if not size then error("pool: unknown dtype '" .. tostring(dtype) .. "' (f32, bf16 or f16)", 3) end
+  if not size then
+    error("pool: unknown dtype '" .. tostring(dtype) .. "' (f32, bf16 or f16)", 3)
+  end
   return tonumber(layers) or 0, tonumber(heads) or 0, tonumber(head_dim) or 0, size
 end
 
@@ -88,7 +90,8 @@ function Pool:stats()
   lib.yaie_pool_stats(self.cptr, u)
   return {
     total = u.total, free = u.free, used = u.used, evictable = u.evictable, cached = u.cached,
-    page_size = u.page_size, page_bytes = tonumber(u.page_bytes), host_bytes = tonumber(u.host_bytes),
+    page_size = u.page_size, page_bytes = tonumber(u.page_bytes),
+    host_bytes = tonumber(u.host_bytes),
   }
 end
 

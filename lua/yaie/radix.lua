@@ -94,7 +94,8 @@ end
 
 -- How much of ids match would find, changing nothing (no split, no recency, no statistics).
 function Tree:peek(ids, namespace)
-  check(lib.yaie_radix_peek(self.cptr, ns_of(self, namespace), token_list(ids, #ids), #ids, int_out))
+  local n = #ids
+  check(lib.yaie_radix_peek(self.cptr, ns_of(self, namespace), token_list(ids, n), n, int_out))
   return int_out[0]
 end
 
@@ -151,7 +152,8 @@ function Tree:info(node)
     tokens = list_of(info.tokens, info.n_tokens), pages = list_of(info.pages, info.n_pages),
     depth = info.depth, children = info.n_children, lock_ref = info.lock_ref,
     own_locks = info.own_locks, last_access = tonumber(info.last_access),
-    namespace = self.shared.names[tostring(info.ns)] or (info.ns == 0 and "default") or tostring(info.ns),
+    namespace = self.shared.names[tostring(info.ns)] or (info.ns == 0 and "default")
+      or tostring(info.ns),
     is_root = info.parent.node == nil,
   }
 end
@@ -169,7 +171,9 @@ end
 
 -- Children in the order of their first token, so that dumps are stable.
 function Tree:children(node)
-  local kids = handles(function(arr, cap, n) return lib.yaie_radix_children(self.cptr, node, arr, cap, n) end)
+  local kids = handles(function(arr, cap, n)
+    return lib.yaie_radix_children(self.cptr, node, arr, cap, n)
+  end)
   local first = {}
   for _, k in ipairs(kids) do first[k] = self:info(k).tokens end
   table.sort(kids, function(a, b)
@@ -183,7 +187,9 @@ function Tree:children(node)
 end
 
 function Tree:roots()
-  local roots = handles(function(arr, cap, n) return lib.yaie_radix_roots(self.cptr, arr, cap, n) end)
+  local roots = handles(function(arr, cap, n)
+    return lib.yaie_radix_roots(self.cptr, arr, cap, n)
+  end)
   table.sort(roots, function(a, b) return self:info(a).namespace < self:info(b).namespace end)
   return roots
 end
@@ -218,8 +224,9 @@ end
 -- given, else its first token ids.
 function Tree:dump(tokenizer)
   local s = self:stats()
-  local lines = { string.format("radix tree: %d nodes, %d cached tokens (%d evictable, %d protected), "
-    .. "page_size %d", s.nodes, s.cached_tokens, s.evictable_tokens, s.protected_tokens, self.page_size) }
+  local lines = { string.format(
+    "radix tree: %d nodes, %d cached tokens (%d evictable, %d protected), page_size %d",
+    s.nodes, s.cached_tokens, s.evictable_tokens, s.protected_tokens, self.page_size) }
   local function walk(node, prefix)
     local kids = self:children(node)
     for i, kid in ipairs(kids) do

@@ -98,3 +98,38 @@ for _, s in ipairs(shapes) do
   os.remove(path)
 end
 os.execute("rm -rf " .. tmp)
+
+-- The engine's batch-invariant matrix product against OpenBLAS's sgemm (the OpenMP build, on the
+-- same threads) for the shapes a decode step and a prefill chunk of the 110M shape multiply.
+ffi.cdef [[
+void yaie_matmul(float *y, const float *x, const float *w, int m, int k, int n, int n_threads);
+void cblas_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc);
+void openblas_set_num_threads(int n);
+]]
+local ok, blas = pcall(ffi.load, "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0")
+if not ok then
+  print("\n(OpenBLAS not found: apt-get install libopenblas-openmp-dev for the matmul comparison)")
+  return
+end
+local n_threads = threads > 0 and threads or tonumber(io.popen("nproc"):read("*l"))
+blas.openblas_set_num_threads(n_threads)
+print("\n| matmul m x k x n      | yaie GFLOP/s | OpenBLAS sgemm GFLOP/s | yaie / OpenBLAS |")
+print("|-----------------------|--------------|------------------------|-----------------|")
+for _, s in ipairs { { 1, 768, 2304 }, { 1, 768, 32000 }, { 64, 768, 2304 }, { 256, 768, 4096 }, { 256, 2048, 768 } } do
+  local m, k, n = s[1], s[2], s[3]
+  local x, w, y = ffi.new("float[?]", m * k), ffi.new("float[?]", n * k), ffi.new("float[?]", m * n)
+  for i = 0, m * k - 1 do x[i] = (i % 97) / 97 - 0.5 end
+  for i = 0, n * k - 1 do w[i] = (i % 89) / 89 - 0.5 end
+  local reps = math.max(3, math.floor(4e9 / (m * k * n)))
+  local function time(fn)
+    fn()
+    local t = C.now()
+    for _ = 1, reps do fn() end
+    return (C.now() - t) / reps
+  end
+  local a = time(function() lib.yaie_matmul(y, x, w, m, k, n, n_threads) end)
+  local b = time(function() blas.cblas_sgemm(101, 111, 112, m, n, k, 1, x, k, w, k, 0, y, n) end)
+  local flops = 2 * m * k * n
+  print(("| %4d x %4d x %5d    | %12.1f | %22.1f | %15.2f |"):format(m, k, n, flops / a / 1e9, flops / b / 1e9, b / a))
+end

@@ -10,7 +10,7 @@ from a real disagreement.
 
 Usage: python3 scripts/reference/smollm2_reference.py [GGUF] [OUT.json]
   GGUF defaults to what `bash scripts/fetch_smollm2.sh` prints; OUT defaults to stdout.
-Needs: python3 -m pip install torch transformers gguf numpy
+Needs: python3 -m pip install torch transformers gguf numpy accelerate
 
 The prompts hold no digits on purpose: the GGUF says pre-tokenizer 'smollm' (digits split one by
 one, as in SmolLM2's tokenizer.json), which transformers' GGUF loader does not know and replaces
