@@ -95,6 +95,8 @@ void yaie_context_free(yaie_context *ctx) {
   free(ctx);
 }
 
+int yaie_context_vocab(const yaie_context *ctx) { return ctx->model->config.vocab_size; }
+
 float *yaie_context_logits(yaie_context *ctx, int *n_rows) {
   *n_rows = ctx->n_logit_rows;
   return ctx->logits;

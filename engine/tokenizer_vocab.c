@@ -282,12 +282,12 @@ static int parse_byte_token(const char *s, size_t n) {
   if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
     return -1;
   const char *hi = memchr(hex, s[3], 16), *lo = memchr(hex, s[4], 16);
-  if (!hi || !lo || !s[3] || !s[4])
+  if (!hi || !lo)
     return -1;
   return (int)((hi - hex) * 16 + (lo - hex));
 }
 
-/* What a token decodes to, appended at dst (room for 4 * its length): SentencePiece turns
+/* What a token decodes to, written at dst (never longer than its text): SentencePiece turns
  * U+2581 back into spaces, byte-level BPE turns code points back into bytes; control and
  * unknown tokens decode to nothing, user-defined ones to their text. */
 static size_t decode_piece(const yaie_tokenizer *t, int32_t id, char *dst) {

@@ -361,7 +361,7 @@ end
 local function fail(fmt, ...) error(string.format(fmt, ...), 2) end
 
 local function run_differential(page_size, ops, seed)
-  local n_pages, ps = 160, page_size
+  local n_pages, ps = 64, page_size
   local pool, tree = setup(n_pages, ps)
   local model = new_model(ps)
   math.randomseed(seed)
@@ -460,9 +460,15 @@ local function run_differential(page_size, ops, seed)
     local before = snapshot(pool, tree)
     local pages = {}
     for i = 1, k do pages[i] = (i == k) and n_pages + i or i - 1 end
-    local which = math.random(3)
+    local which = math.random(5)
     local ok
-    if which == 1 then
+    if which == 5 then
+      -- Between operations every page in use is the cache's alone, so freeing any page fails:
+      -- it is free already, or held only by the tree.
+      ok = pcall(pool.free, pool, { math.random(0, n_pages - 1) })
+    elseif which == 4 then
+      ok = pool:alloc(pool:stats().free + math.random(3)) ~= nil -- the pool exhausted
+    elseif which == 1 then
       ok = pcall(tree.insert, tree, key, pages) -- a page out of range, at the end
     elseif which == 2 then
       pages[k] = nil

@@ -122,6 +122,33 @@ describe("tokenizer metadata", function()
   end)
 end)
 
+describe("the C calls' buffer protocol", function()
+  local lib = require("yaie.c").lib
+
+  it("says how many ids or bytes are needed when the room is too small", function()
+    local tok = T.load(gguf_path "llama-spm")
+    local text = "Hello world, once more"
+    local want = tok:encode(text)
+    local n, out = ffi.new("int[1]"), ffi.new("int32_t[64]")
+    assert.are.equal(4, lib.yaie_tokenize(tok.ptr, text, #text, 1, out, 2, n)) -- YAIE_ERR_ARG
+    assert.are.equal(#want, n[0])
+    assert.matches("do not fit", ffi.string(lib.yaie_last_error()))
+    assert.are.equal(0, lib.yaie_tokenize(tok.ptr, text, #text, 1, out, n[0], n))
+    for i, id in ipairs(want) do assert.are.equal(id, out[i - 1]) end
+    local len, buf = ffi.new("size_t[1]"), ffi.new("char[64]")
+    assert.are.equal(4, lib.yaie_detokenize(tok.ptr, out, n[0], 1, buf, 3, len))
+    assert.are.equal(#text, tonumber(len[0]))
+    assert.are.equal(0, lib.yaie_detokenize(tok.ptr, out, n[0], 1, buf, 64, len))
+    assert.are.equal(text, ffi.string(buf, len[0]))
+  end)
+
+  it("rejects ids outside the vocabulary", function()
+    local tok = T.load(TOK512)
+    assert.matches("token id 512 %(at 1%) is outside the vocabulary", fails_with(tok.decode, tok, { 1, 512 }))
+    assert.matches("outside the vocabulary", fails_with(tok:decoder().push, tok:decoder(), -1))
+  end)
+end)
+
 describe("llama2.c tokenizer.bin", function()
   local function same_as_gguf(bin, gguf)
     local a, b = T.load(bin), T.load(gguf)

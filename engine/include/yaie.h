@@ -132,6 +132,7 @@ void yaie_context_free(yaie_context *ctx);
  * sequence in order, one row (its last token) or n_tokens rows when all_logits is set. */
 yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch);
 float *yaie_context_logits(yaie_context *ctx, int *n_rows);
+int yaie_context_vocab(const yaie_context *ctx); /* floats per row of logits */
 
 /* ---------------------------------------------------------------------------------------------
  * Sampling (engine/sampler.c): one sampler per request, holding its seed's random state and
@@ -157,5 +158,12 @@ void yaie_sampler_accept(yaie_sampler *s, int32_t id);
  * model's distribution before any processing. Fails only when the mask forbids every token. */
 yaie_status yaie_sampler_sample(yaie_sampler *s, float *logits, const uint8_t *mask, int32_t *id,
                                 float *logprob);
+/* Samples the next token of every sequence of the last yaie_forward step that has a sampler
+ * (samplers[i] NULL: a prefill chunk that does not end its prompt), from the logits of its last
+ * token; masks may be NULL, or hold NULL for a sequence without one. out[i] receives the token,
+ * or -1 for a sequence not sampled; logprobs (may be NULL) the chosen tokens' logprobs. One call
+ * per step, so the scheduler's cost does not grow with a call per sequence. */
+yaie_status yaie_sample_step(yaie_context *ctx, const yaie_batch *batch, yaie_sampler *const *samplers,
+                             const uint8_t *const *masks, int32_t *out, float *logprobs);
 
 #endif

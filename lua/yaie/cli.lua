@@ -29,8 +29,10 @@ commands.run = {
     local script_args = { [0] = script }
     for i = 2, #args do script_args[i - 1] = args[i] end
     rawset(_G, "arg", script_args)
-    local ok, res = xpcall(chunk, debug.traceback, unpack(script_args))
-    if not ok then return die(tostring(res)) end
+    local ok, res = xpcall(chunk, function(e) return e ~= nil and debug.traceback(e, 2) or nil end,
+      unpack(script_args))
+    -- error() with no message is how busted (and Lua 5.1 scripts) exit with a failure.
+    if not ok then return res == nil and 1 or die(tostring(res)) end
     return type(res) == "number" and res or 0
   end,
 }

@@ -6,6 +6,8 @@ local lazy = {
   tokenizer = function() return require("yaie.tokenizer").load end,
   pool = function() return require "yaie.pool" end,
   radix = function() return require "yaie.radix" end,
+  engine = function() return require("yaie.engine").new end,
+  policies = function() return require "yaie.policies" end,
 }
 
 -- Submodules load on first use, so `require "yaie"` stays cheap and a missing piece only

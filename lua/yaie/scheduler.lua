@@ -1,0 +1,341 @@
+-- The scheduler loop: each step it decides which requests run and with how many new tokens,
+-- hands the plan to C in one forward call and one sampling call, and then appends tokens,
+-- applies stop rules and finishes requests into the radix cache.
+--
+-- Queues: `waiting` (not admitted, or preempted) and `running` (holding pages). Every running
+-- request advances each step: one token when decoding, a chunk when prefilling; new requests
+-- are admitted, in the policy's order, while the step's token budget and the page budget allow.
+--
+-- Page budget (optimistic, as SGLang's): admitting a request reserves the pages of its prompt
+-- plus `ratio` x its max_tokens, where the ratio starts at 0.7 and decays each step to 0.1, and
+-- jumps back after a preemption. Most requests stop long before max_tokens, so reserving all of
+-- it would leave most of the pool idle; when the guess is wrong, preemption recovers: the
+-- running request with the fewest generated tokens loses its private pages and is recomputed
+-- later (from the cache where its prefix is still there).
+local C = require "yaie.c"
+local policies = require "yaie.policies"
+local fcfs = require "yaie.policies.fcfs"
+local ffi, lib = C.ffi, C.lib
+
+local Scheduler = {}
+Scheduler.__index = Scheduler
+
+local RATIO_INIT, RATIO_MIN, RATIO_DECAY = 0.7, 0.1, 0.001
+
+function Scheduler.new(engine, opts)
+  local self = setmetatable({
+    engine = engine, pool = engine.pool, tree = engine.tree, page_size = engine.page_size,
+    cache = opts.radix_cache ~= false, check = opts.check,
+    max_batch_tokens = engine.max_batch_tokens, max_running = opts.max_running or 64,
+    chunk_size = opts.chunk_size or engine.max_batch_tokens,
+    waiting = {}, running = {}, step_no = 0, ratio = RATIO_INIT,
+    policy = policies.resolve(opts.policy or "lpm"),
+    counters = { prompt_tokens = 0, cached_tokens = 0, computed_tokens = 0, preemptions = 0, policy_errors = 0 },
+    last = { seqs = 0, tokens = 0, c_s = 0, lua_s = 0 },
+    rng_state = opts.seed or 1,
+  }, Scheduler)
+  local cap = self.max_batch_tokens + 1
+  self.seqs = ffi.new("yaie_seq[?]", cap)
+  self.samplers = ffi.new("yaie_sampler*[?]", cap)
+  self.sampled = ffi.new("int32_t[?]", cap)
+  self.token_buf = ffi.new("int32_t[?]", self.max_batch_tokens)
+  self.batch = ffi.new("yaie_batch")
+  self.batch.seqs = self.seqs
+  return self
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Policy: ordering the waiting queue, checked, with fcfs as the fallback for a broken policy.
+
+function Scheduler:context()
+  local sched = self
+  return {
+    tree = self.tree, pool = self.pool, engine = self.engine, step = self.step_no,
+    page_size = self.page_size, running = #self.running, waiting = #self.waiting,
+    prefix_len = function(r) return sched.cache and sched.tree:peek(r.all) or 0 end,
+    random = function(n)
+      sched.rng_state = (sched.rng_state * 1103515245 + 12345) % 2147483648
+      return sched.rng_state % n + 1
+    end,
+  }
+end
+
+local function is_permutation(ordered, waiting)
+  if type(ordered) ~= "table" or #ordered ~= #waiting then return false, "it returned " .. (type(ordered) == "table" and #ordered .. " requests for " .. #waiting or type(ordered)) end
+  local member, seen = {}, {}
+  for _, r in ipairs(waiting) do member[r] = true end
+  for _, r in ipairs(ordered) do
+    if not member[r] then return false, "it returned a request that is not waiting" end
+    if seen[r] then return false, "it returned request " .. tostring(r.id) .. " twice" end
+    seen[r] = true
+  end
+  return true
+end
+
+function Scheduler:report_policy_error(msg)
+  self.counters.policy_errors = self.counters.policy_errors + 1
+  self.last_policy_error = msg
+  local report = self.engine.on_policy_error or function(m) io.stderr:write(m, "\n") end
+  report("yaie: policy '" .. tostring(self.policy.name or "custom") .. "' failed, using fcfs for this step: " .. msg)
+end
+
+function Scheduler:ordered_waiting(ctx)
+  if #self.waiting < 2 then return self.waiting end
+  local copy = {}
+  for i, r in ipairs(self.waiting) do copy[i] = r end
+  local ok, ordered = xpcall(self.policy.order, debug.traceback, copy, ctx)
+  if ok then
+    local valid, why = is_permutation(ordered, self.waiting)
+    if valid then return ordered end
+    ordered = why
+  end
+  self:report_policy_error(tostring(ordered))
+  return fcfs.order(self.waiting)
+end
+
+function Scheduler:step_chunk_size(ctx)
+  local f = self.policy.chunk_size
+  if not f then return self.chunk_size end
+  local ok, n = xpcall(f, debug.traceback, ctx)
+  if ok and type(n) == "number" and n >= 1 then return math.floor(n) end
+  self:report_policy_error(ok and ("chunk_size returned " .. tostring(n)) or tostring(n))
+  return self.chunk_size
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Pages.
+
+-- Grows the request's page table to hold `upto` tokens, evicting cache when the pool is short.
+function Scheduler:ensure_pages(req, upto)
+  local need = math.ceil(upto / self.page_size) - req.n_pages
+  if need <= 0 then return true end
+  if req.n_pages + need > req.page_cap then error("internal: page table overflow for request " .. req.id) end
+  local pages = self.pool:alloc(need)
+  if not pages and self.cache then
+    self.tree:evict(need - self.pool:stats().free)
+    pages = self.pool:alloc(need)
+  end
+  if not pages then return false end
+  for i, p in ipairs(pages) do req.pages[req.n_pages + i - 1] = p end
+  req.n_pages = req.n_pages + need
+  return true
+end
+
+-- Gives back the request's private pages and its lock; with the cache on, the pages holding
+-- whole pages of computed tokens go into the radix tree first, as shared cache.
+function Scheduler:release(req)
+  local ps = self.page_size
+  local from = req.n_shared
+  if self.cache and req.n_cached >= ps then
+    local full = math.floor(req.n_cached / ps)
+    local ids, pages = {}, {}
+    for i = 1, full * ps do ids[i] = req.all[i] end
+    for i = 1, full do pages[i] = req.pages[i - 1] end
+    self.tree:insert(ids, pages)
+    from = full
+  end
+  local rest = req:private_pages(from)
+  if #rest > 0 then self.pool:free(rest) end
+  if req.node then self.tree:unlock(req.node) end
+  req.node, req.n_pages, req.n_shared, req.n_cached = nil, 0, 0, 0
+end
+
+function Scheduler:remove_running(req)
+  for i, r in ipairs(self.running) do
+    if r == req then
+      table.remove(self.running, i)
+      return
+    end
+  end
+end
+
+-- Preemption: the running request with the fewest generated tokens (the latest on a tie) goes
+-- back to the front of the waiting queue and will be recomputed.
+function Scheduler:preempt()
+  local victim
+  for _, r in ipairs(self.running) do
+    if not victim or #r.tokens < #victim.tokens or (#r.tokens == #victim.tokens and r.id > victim.id) then
+      victim = r
+    end
+  end
+  self:remove_running(victim)
+  self:release(victim)
+  victim.state = "waiting"
+  victim.enqueued_step = self.step_no
+  victim.preemptions = (victim.preemptions or 0) + 1
+  table.insert(self.waiting, 1, victim)
+  self.counters.preemptions = self.counters.preemptions + 1
+  self.ratio = RATIO_INIT
+  return victim
+end
+
+function Scheduler:finish(req, reason)
+  self:remove_running(req)
+  self:release(req)
+  req:close(reason)
+  self.engine:on_finished(req)
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- Planning a step.
+
+-- Pages the running requests are expected to still need (the optimistic reserve).
+function Scheduler:reserved_pages()
+  local n = 0
+  for _, r in ipairs(self.running) do
+    local future = #r.all + math.ceil(self.ratio * (r.max_new - #r.tokens))
+    n = n + math.max(0, math.ceil(future / self.page_size) - r.n_pages)
+  end
+  return n
+end
+
+-- Admits one waiting request if the budgets allow: matches its cached prefix, locks it, and
+-- takes the pages of its first chunk. Returns the chunk (0: not admitted).
+function Scheduler:admit(req, budget, chunk, reserved)
+  local ps = self.page_size
+  local m, pages, node = 0, {}, nil
+  if self.cache then
+    -- At least the last token is computed, so the step yields its logits.
+    local key = {}
+    for i = 1, #req.all - 1 do key[i] = req.all[i] end
+    m, pages, node = self.tree:match(key)
+    self.tree:lock(node)
+  end
+  local span = math.min(chunk, budget, #req.all - m)
+  local st = self.pool:stats()
+  local whole = math.ceil((#req.all + self.ratio * (req.max_new - #req.tokens)) / ps) - m / ps
+  if whole > st.free + st.evictable - reserved or span < 1 then
+    if node then self.tree:unlock(node) end
+    return 0
+  end
+  for i, p in ipairs(pages) do req.pages[i - 1] = p end
+  req.n_pages, req.n_shared, req.n_cached, req.node = #pages, #pages, m, node
+  if not self:ensure_pages(req, m + span) then
+    self:release(req)
+    return 0
+  end
+  if not req.admitted_once then
+    req.admitted_once = true
+    req.meta.cached_tokens = m
+    self.counters.prompt_tokens = self.counters.prompt_tokens + #req.prompt_tokens
+    self.counters.cached_tokens = self.counters.cached_tokens + math.min(m, #req.prompt_tokens)
+  end
+  req.state = "running"
+  return span
+end
+
+-- The step's plan: a list of {req, span}.
+function Scheduler:plan()
+  local ctx = self:context()
+  local chunk = self:step_chunk_size(ctx)
+  local budget, plan = self.max_batch_tokens, {}
+  -- Running requests first: they hold pages, and decoding ones cost one token each.
+  local i = 1
+  while i <= #self.running and budget > 0 do
+    local req = self.running[i]
+    local span = math.min(req:remaining_prefill(), chunk, budget)
+    if self:ensure_pages(req, req.n_cached + span) then
+      plan[#plan + 1] = { req, span }
+      budget = budget - span
+      i = i + 1
+    elseif #self.running == 1 then
+      -- Alone and still no room: the pool cannot hold this request at all.
+      self:finish(req, "error")
+      req.error = ("the KV pool (%d pages of %d tokens) cannot hold request %d"):format(
+        self.pool.total, self.page_size, req.id)
+    else
+      local victim = self:preempt()
+      for k = #plan, 1, -1 do
+        if plan[k][1] == victim then
+          budget = budget + plan[k][2]
+          table.remove(plan, k)
+          i = i - 1
+        end
+      end
+      if victim == req then i = i end -- the same index now holds the next request
+    end
+  end
+  -- Then new (or preempted) requests in the policy's order.
+  if budget > 0 and #self.waiting > 0 and #self.running < self.max_running then
+    local reserved = self:reserved_pages()
+    local admitted = {}
+    for _, req in ipairs(self:ordered_waiting(ctx)) do
+      if budget <= 0 or #self.running >= self.max_running then break end
+      local span = self:admit(req, budget, chunk, reserved)
+      if span == 0 then break end
+      admitted[req] = true
+      self.running[#self.running + 1] = req
+      plan[#plan + 1] = { req, span }
+      budget = budget - span
+      reserved = self:reserved_pages()
+    end
+    if next(admitted) then
+      local still = {}
+      for _, r in ipairs(self.waiting) do
+        if not admitted[r] then still[#still + 1] = r end
+      end
+      self.waiting = still
+    end
+  end
+  return plan
+end
+
+-- ---------------------------------------------------------------------------------------------
+-- One step.
+
+function Scheduler:step()
+  local t0 = C.now()
+  self.step_no = self.step_no + 1
+  local plan = self:plan()
+  if #plan == 0 then
+    self.last = { seqs = 0, tokens = 0, c_s = 0, lua_s = C.now() - t0 }
+    return false
+  end
+  local n_tokens = 0
+  for k, item in ipairs(plan) do
+    local req, span = item[1], item[2]
+    local s = self.seqs[k - 1]
+    local base = self.token_buf + n_tokens
+    for j = 0, span - 1 do base[j] = req.all[req.n_cached + j + 1] end
+    s.tokens, s.n_tokens, s.pos = base, span, req.n_cached
+    s.pages, s.n_pages, s.all_logits = req.pages, req.n_pages, 0
+    self.samplers[k - 1] = req.n_cached + span == #req.all and req.sampler or nil
+    n_tokens = n_tokens + span
+  end
+  self.batch.n_seqs = #plan
+  local tc = C.now()
+  C.check(lib.yaie_forward(self.engine.ctx, self.batch))
+  C.check(lib.yaie_sample_step(self.engine.ctx, self.batch, self.samplers, nil, self.sampled, nil))
+  local c_s = C.now() - tc
+  self.counters.computed_tokens = self.counters.computed_tokens + n_tokens
+  for k, item in ipairs(plan) do
+    local req, span = item[1], item[2]
+    req.n_cached = req.n_cached + span
+    local id = self.sampled[k - 1]
+    if id >= 0 and req.state == "running" then
+      local reason = req.cancelled and "cancelled" or req:append(id)
+      if reason then self:finish(req, reason) end
+    end
+  end
+  self.ratio = math.max(RATIO_MIN, self.ratio - RATIO_DECAY)
+  if self.check then
+    self.pool:check()
+    if self.cache then self.tree:check() end
+  end
+  self.last = { seqs = #plan, tokens = n_tokens, c_s = c_s, lua_s = C.now() - t0 - c_s }
+  return true
+end
+
+function Scheduler:cancel(req)
+  if req.state == "waiting" then
+    for i, r in ipairs(self.waiting) do
+      if r == req then table.remove(self.waiting, i) break end
+    end
+    req:close("cancelled")
+    self.engine:on_finished(req)
+  elseif req.state == "running" then
+    self:finish(req, "cancelled")
+  end
+end
+
+return Scheduler
