@@ -85,3 +85,11 @@ int yaie_path_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;
 }
+
+char *yaie_path_join(const char *dir, const char *name) {
+  size_t n = strlen(dir) + strlen(name) + 2;
+  char *p = malloc(n);
+  if (p)
+    snprintf(p, n, "%s/%s", dir, name);
+  return p;
+}

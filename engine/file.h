@@ -15,6 +15,8 @@ void yaie_file_unmap(yaie_file *f);
 /* Reads a whole (small) text file, NUL-terminated; the caller frees it. */
 yaie_status yaie_file_read_text(const char *path, char **out, size_t *len);
 int yaie_path_is_dir(const char *path);
+/* "dir/name" in a fresh allocation (the caller frees it), or NULL when out of memory. */
+char *yaie_path_join(const char *dir, const char *name);
 int yaie_path_exists(const char *path);
 
 #endif

@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "error.h"
 #include "matmul_cpu.h"
-#include "model.h"
 
-struct yaie_context {
+typedef struct cpu_context {
   yaie_model *model;
   yaie_context_params params;
   int n_threads;
@@ -27,7 +27,7 @@ struct yaie_context {
   const int32_t **row_pages;
   float *logits;
   int n_logit_rows;
-};
+} cpu_context;
 
 static void *alloc_zero(size_t n, size_t size, int *failed) {
   void *p = calloc(n ? n : 1, size);
@@ -36,17 +36,14 @@ static void *alloc_zero(size_t n, size_t size, int *failed) {
   return p;
 }
 
-yaie_status yaie_context_new(yaie_model *model, const yaie_context_params *params, yaie_context **out) {
+static void cpu_context_free(void *impl);
+
+/* The sizes are checked by yaie_context_new before this runs. */
+static yaie_status cpu_context_new(yaie_model *model, const yaie_context_params *params, void **out) {
   *out = NULL;
   const yaie_config *c = &model->config;
   yaie_context_params p = *params;
-  if (p.page_size < 1 || p.page_size > 256)
-    return yaie_fail(YAIE_ERR_ARG, "page_size %d is out of range [1, 256]", p.page_size);
-  if (p.n_pages < 1)
-    return yaie_fail(YAIE_ERR_ARG, "n_pages %d must be positive", p.n_pages);
-  if (p.max_batch_tokens < 1)
-    return yaie_fail(YAIE_ERR_ARG, "max_batch_tokens %d must be positive", p.max_batch_tokens);
-  yaie_context *ctx = calloc(1, sizeof *ctx);
+  cpu_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx)
     return yaie_fail(YAIE_ERR_NOMEM, "out of memory creating a context");
   ctx->model = model;
@@ -70,7 +67,7 @@ yaie_status yaie_context_new(yaie_model *model, const yaie_context_params *param
   ctx->row_pages = alloc_zero(T, sizeof(int32_t *), &failed);
   ctx->logits = alloc_zero(T * (size_t)c->vocab_size, sizeof(float), &failed);
   if (failed) {
-    yaie_context_free(ctx);
+    cpu_context_free(ctx);
     return yaie_fail(YAIE_ERR_NOMEM, "out of memory creating a context of %d pages x %d tokens",
                      p.n_pages, p.page_size);
   }
@@ -78,7 +75,8 @@ yaie_status yaie_context_new(yaie_model *model, const yaie_context_params *param
   return YAIE_OK;
 }
 
-void yaie_context_free(yaie_context *ctx) {
+static void cpu_context_free(void *impl) {
+  cpu_context *ctx = impl;
   if (!ctx)
     return;
   free(ctx->kv);
@@ -95,9 +93,8 @@ void yaie_context_free(yaie_context *ctx) {
   free(ctx);
 }
 
-int yaie_context_vocab(const yaie_context *ctx) { return ctx->model->config.vocab_size; }
-
-float *yaie_context_logits(yaie_context *ctx, int *n_rows) {
+static float *cpu_logits(void *impl, int *n_rows) {
+  cpu_context *ctx = impl;
   *n_rows = ctx->n_logit_rows;
   return ctx->logits;
 }
@@ -146,50 +143,15 @@ static float silu(float x) { return x / (1.0f + expf(-x)); }
 /* ---------------------------------------------------------------------------------------------
  * Paged KV: position p of a sequence lives in page pages[p / page_size], slot p % page_size. */
 
-static float *kv_slot(const yaie_context *ctx, const int32_t *pages, int pos, int layer, int is_v) {
+static float *kv_slot(const cpu_context *ctx, const int32_t *pages, int pos, int layer, int is_v) {
   int ps = ctx->params.page_size;
   size_t kv_dim = (size_t)yaie_kv_dim(&ctx->model->config);
   size_t slot = ((size_t)(layer * 2 + is_v) * (size_t)ps + (size_t)(pos % ps)) * kv_dim;
   return ctx->kv + (size_t)pages[pos / ps] * ctx->page_stride + slot;
 }
 
-static yaie_status check_batch(const yaie_context *ctx, const yaie_batch *b, int *n_rows, int *n_logits) {
-  const yaie_config *c = &ctx->model->config;
-  int rows = 0, logit_rows = 0;
-  if (!b || b->n_seqs < 1 || !b->seqs)
-    return yaie_fail(YAIE_ERR_ARG, "forward: empty batch");
-  for (int s = 0; s < b->n_seqs; s++) {
-    const yaie_seq *q = &b->seqs[s];
-    long end = (long)q->pos + q->n_tokens;
-    if (q->n_tokens < 1 || q->pos < 0 || !q->tokens)
-      return yaie_fail(YAIE_ERR_ARG, "forward: sequence %d has no new tokens or a negative position", s);
-    if (end > c->max_seq_len)
-      return yaie_fail(YAIE_ERR_ARG, "forward: sequence %d reaches position %ld, past the model's context of %d tokens",
-                       s, end, c->max_seq_len);
-    if (end > (long)q->n_pages * ctx->params.page_size || !q->pages)
-      return yaie_fail(YAIE_ERR_ARG, "forward: sequence %d needs %ld positions but its %d pages hold %ld",
-                       s, end, q->n_pages, (long)q->n_pages * ctx->params.page_size);
-    for (int i = 0; i < q->n_pages; i++)
-      if (q->pages[i] < 0 || q->pages[i] >= ctx->params.n_pages)
-        return yaie_fail(YAIE_ERR_ARG, "forward: sequence %d uses page %d, outside [0, %d)", s,
-                         q->pages[i], ctx->params.n_pages);
-    for (int i = 0; i < q->n_tokens; i++)
-      if (q->tokens[i] < 0 || q->tokens[i] >= c->vocab_size)
-        return yaie_fail(YAIE_ERR_ARG, "forward: token id %d is outside the vocabulary of %d", q->tokens[i],
-                         c->vocab_size);
-    rows += q->n_tokens;
-    logit_rows += q->all_logits ? q->n_tokens : 1;
-  }
-  if (rows > ctx->params.max_batch_tokens)
-    return yaie_fail(YAIE_ERR_ARG, "forward: %d tokens in one step, more than max_batch_tokens %d", rows,
-                     ctx->params.max_batch_tokens);
-  *n_rows = rows;
-  *n_logits = logit_rows;
-  return YAIE_OK;
-}
-
 /* One head of one token: causal attention over positions [0, pos] through the page table. */
-static void attend(const yaie_context *ctx, float *out, const float *q, float *scores,
+static void attend(const cpu_context *ctx, float *out, const float *q, float *scores,
                    const int32_t *pages, int pos, int layer, int kv_head) {
   int hd = ctx->model->config.head_dim;
   float scale = 1.0f / sqrtf((float)hd);
@@ -210,7 +172,7 @@ static void attend(const yaie_context *ctx, float *out, const float *q, float *s
   }
 }
 
-static void attention_layer(yaie_context *ctx, int layer, int rows) {
+static void attention_layer(cpu_context *ctx, int layer, int rows) {
   const yaie_model *m = ctx->model;
   const yaie_config *c = &m->config;
   const yaie_layer *L = &m->layers[layer];
@@ -248,7 +210,7 @@ static void attention_layer(yaie_context *ctx, int layer, int rows) {
   }
 }
 
-static void ffn_layer(yaie_context *ctx, int layer, int rows) {
+static void ffn_layer(cpu_context *ctx, int layer, int rows) {
   const yaie_config *c = &ctx->model->config;
   const yaie_layer *L = &ctx->model->layers[layer];
   int dim = c->dim, hidden = c->hidden_dim;
@@ -267,12 +229,11 @@ static void ffn_layer(yaie_context *ctx, int layer, int rows) {
     ctx->x[i] += ctx->xb[i];
 }
 
-yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch) {
+/* The batch is checked by yaie_forward (yaie_check_batch) before this runs. */
+static yaie_status cpu_forward(void *impl, const yaie_batch *batch, int rows, int logit_rows) {
+  cpu_context *ctx = impl;
   const yaie_model *m = ctx->model;
   const yaie_config *c = &m->config;
-  int rows = 0, logit_rows = 0;
-  ctx->n_logit_rows = 0;
-  YAIE_TRY(check_batch(ctx, batch, &rows, &logit_rows));
   int dim = c->dim, q_dim = yaie_q_dim(c), qkv_dim = q_dim + 2 * yaie_kv_dim(c);
 
   int r = 0;
@@ -312,3 +273,15 @@ yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch) {
   ctx->n_logit_rows = logit_rows;
   return YAIE_OK;
 }
+
+const yaie_backend_ops yaie_cpu_backend = {
+  .abi = YAIE_BACKEND_ABI,
+  .name = "cpu",
+  .last_error = yaie_last_error,
+  .probe = NULL,
+  .context_new = cpu_context_new,
+  .context_free = cpu_context_free,
+  .forward = cpu_forward,
+  .logits = cpu_logits,
+  .sample = NULL,
+};

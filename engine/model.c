@@ -82,6 +82,8 @@ yaie_status yaie_model_alloc(const yaie_config *c, const char *path, yaie_model 
 void yaie_model_free(yaie_model *m) {
   if (!m)
     return;
+  if (m->device_weights_free)
+    m->device_weights_free(m->device_weights);
   for (int l = 0; m->layers && l < m->config.n_layers; l++) {
     yaie_layer *L = &m->layers[l];
     free(L->attn_norm);

@@ -26,6 +26,10 @@ struct yaie_model {
   float *rope_inv_freq;  /* [head_dim / 2]: theta^(-2i/d), with llama3 scaling applied */
   yaie_tokenizer *tokenizer; /* found with the model, or NULL; owned */
   char *path;
+  /* A device backend's copy of the weights (CUDA: bf16 on the GPU), made by its first context,
+   * shared by every context on the model, and released with the model. */
+  void *device_weights;
+  void (*device_weights_free)(void *weights);
 };
 
 static inline int yaie_q_dim(const yaie_config *c) { return c->n_heads * c->head_dim; }

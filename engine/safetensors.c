@@ -9,6 +9,7 @@
 
 #include "dequant.h"
 #include "error.h"
+#include "file.h"
 #include "safetensors.h"
 
 /* Header lengths beyond this are not real headers (the format itself caps them at 100 MB). */
@@ -182,14 +183,6 @@ yaie_status yaie_safetensors_open(const char *path, yaie_safetensors *s) {
   return st;
 }
 
-static char *join_path(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  if (p)
-    snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 /* Opens every distinct shard the weight_map names, then checks each name is where it says. */
 static yaie_status open_shards(yaie_safetensors *s, const char *dir, const char *index_path, const cJSON *map) {
   for (const cJSON *e = map->child; e; e = e->next) {
@@ -201,7 +194,7 @@ static yaie_status open_shards(yaie_safetensors *s, const char *dir, const char 
       seen = !strcmp(cJSON_GetStringValue(prev), shard);
     if (seen)
       continue;
-    char *path = join_path(dir, shard);
+    char *path = yaie_path_join(dir, shard);
     yaie_status st = path ? add_file(s, path) : yaie_fail(YAIE_ERR_NOMEM, "out of memory");
     free(path);
     YAIE_TRY(st);
@@ -247,8 +240,8 @@ static yaie_status open_dir_files(yaie_safetensors *s, const char *dir, const ch
 
 yaie_status yaie_safetensors_open_dir(const char *dir, yaie_safetensors *s) {
   memset(s, 0, sizeof *s);
-  char *index_path = join_path(dir, "model.safetensors.index.json");
-  char *single_path = join_path(dir, "model.safetensors");
+  char *index_path = yaie_path_join(dir, "model.safetensors.index.json");
+  char *single_path = yaie_path_join(dir, "model.safetensors");
   s->path = strdup(dir);
   yaie_status st = index_path && single_path && s->path ? open_dir_files(s, dir, index_path, single_path)
                                                         : yaie_fail(YAIE_ERR_NOMEM, "out of memory");

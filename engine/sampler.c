@@ -7,12 +7,15 @@
 #include <string.h>
 
 #include "error.h"
+#include "sampler.h"
 
 struct yaie_sampler {
   yaie_sampler_params p;
   int vocab;
   uint64_t rng;
   int32_t *counts; /* times each token was accepted, for the penalties */
+  int32_t *seen;   /* the distinct accepted tokens, in first-seen order: counts' nonzero ids */
+  int n_seen;
   float *raw;      /* the untouched logits, for logprobs */
   int *cand;       /* candidate ids, sorted by probability when truncating */
   float *prob;
@@ -35,10 +38,11 @@ yaie_status yaie_sampler_new(const yaie_sampler_params *params, int vocab_size, 
   s->vocab = vocab_size;
   s->rng = p->seed;
   s->counts = calloc((size_t)vocab_size, sizeof *s->counts);
+  s->seen = malloc((size_t)vocab_size * sizeof *s->seen);
   s->raw = malloc((size_t)vocab_size * sizeof *s->raw);
   s->cand = malloc((size_t)vocab_size * sizeof *s->cand);
   s->prob = malloc((size_t)vocab_size * sizeof *s->prob);
-  if (!s->counts || !s->raw || !s->cand || !s->prob) {
+  if (!s->counts || !s->seen || !s->raw || !s->cand || !s->prob) {
     yaie_sampler_free(s);
     return yaie_fail(YAIE_ERR_NOMEM, "sampler: out of memory");
   }
@@ -50,6 +54,7 @@ void yaie_sampler_free(yaie_sampler *s) {
   if (!s)
     return;
   free(s->counts);
+  free(s->seen);
   free(s->raw);
   free(s->cand);
   free(s->prob);
@@ -57,8 +62,8 @@ void yaie_sampler_free(yaie_sampler *s) {
 }
 
 void yaie_sampler_accept(yaie_sampler *s, int32_t id) {
-  if (id >= 0 && id < s->vocab)
-    s->counts[id]++;
+  if (id >= 0 && id < s->vocab && s->counts[id]++ == 0)
+    s->seen[s->n_seen++] = id;
 }
 
 static uint64_t splitmix64(uint64_t *state) {
@@ -173,4 +178,14 @@ yaie_status yaie_sampler_sample(yaie_sampler *s, float *logits, const uint8_t *m
   }
   *id = chosen;
   return YAIE_OK;
+}
+
+void yaie_sampler_request(yaie_sampler *s, yaie_sample_req *req) {
+  const yaie_sampler_params *p = &s->p;
+  int penalties = p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+  req->params = *p;
+  req->uniform = p->temperature == 0.0f ? 0.0f : random_unit(s);
+  req->seen = penalties ? s->seen : NULL;
+  req->counts = s->counts;
+  req->n_seen = penalties ? s->n_seen : 0;
 }

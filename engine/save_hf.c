@@ -261,20 +261,12 @@ static yaie_status make_dirs(const char *dir) {
   return yaie_path_is_dir(dir) ? YAIE_OK : yaie_fail(YAIE_ERR_IO, "%s: exists and is not a directory", dir);
 }
 
-static char *join_path(const char *dir, const char *name) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *p = malloc(n);
-  if (p)
-    snprintf(p, n, "%s/%s", dir, name);
-  return p;
-}
-
 yaie_status yaie_model_save_hf(const yaie_model *model, const yaie_tokenizer *tok, const char *dir) {
   if (!model || !dir || !*dir)
     return yaie_fail(YAIE_ERR_ARG, "save_hf: no model or no directory given");
   YAIE_TRY(check_rope(model));
   YAIE_TRY(make_dirs(dir));
-  char *config_path = join_path(dir, "config.json"), *weights_path = join_path(dir, "model.safetensors");
+  char *config_path = yaie_path_join(dir, "config.json"), *weights_path = yaie_path_join(dir, "model.safetensors");
   yaie_status st = config_path && weights_path ? YAIE_OK : yaie_fail(YAIE_ERR_NOMEM, "out of memory");
   if (st == YAIE_OK)
     st = write_config(model, tok, config_path);

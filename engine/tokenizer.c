@@ -112,12 +112,9 @@ yaie_status yaie_tokenizer_load(const char *path, yaie_tokenizer **out) {
   if (!path)
     return yaie_fail(YAIE_ERR_ARG, "yaie_tokenizer_load: path is NULL");
   if (yaie_path_is_dir(path)) {
-    size_t n = strlen(path);
-    char *json = malloc(n + sizeof "/tokenizer.json");
+    char *json = yaie_path_join(path, "tokenizer.json");
     if (!json)
       return yaie_fail(YAIE_ERR_NOMEM, "%s: out of memory", path);
-    memcpy(json, path, n);
-    memcpy(json + n, "/tokenizer.json", sizeof "/tokenizer.json");
     yaie_status st = yaie_path_exists(json) ? yaie_tokenizer_from_hf_json(json, out)
                                             : yaie_fail(YAIE_ERR_IO, "%s: a directory without tokenizer.json", path);
     free(json);

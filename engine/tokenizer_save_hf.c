@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include "error.h"
+#include "file.h"
 #include "tokenizer_impl.h"
 
 static const char SPACE_MARK[] = "\xe2\x96\x81";
@@ -252,14 +253,12 @@ static cJSON *config_json(const yaie_tokenizer *t) {
 }
 
 static yaie_status write_json(const char *dir, const char *name, cJSON *json) {
-  size_t n = strlen(dir) + strlen(name) + 2;
-  char *path = malloc(n);
+  char *path = yaie_path_join(dir, name);
   char *text = json ? cJSON_PrintUnformatted(json) : NULL;
   yaie_status st = YAIE_OK;
   if (!path || !text) {
     st = yaie_fail(YAIE_ERR_NOMEM, "%s: out of memory writing %s", dir, name);
   } else {
-    snprintf(path, n, "%s/%s", dir, name);
     FILE *f = fopen(path, "wb");
     size_t len = strlen(text);
     int failed = !f || fwrite(text, 1, len, f) != len;

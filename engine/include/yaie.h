@@ -56,6 +56,9 @@ typedef struct yaie_tokenizer yaie_tokenizer;
 
 yaie_status yaie_model_load(const char *path, yaie_model **out);
 void yaie_model_free(yaie_model *model);
+/* A model of the given shape with random weights drawn from the seed (benchmarks, tests); the
+ * config's arch, sizes, norm_eps and RoPE fields are used as given. */
+yaie_status yaie_model_random(const yaie_config *config, uint64_t seed, yaie_model **out);
 const yaie_config *yaie_model_config(const yaie_model *model);
 /* The tokenizer found with the model (GGUF metadata, tokenizer.json beside it), or NULL. The
  * model owns it. */
@@ -108,7 +111,8 @@ typedef struct yaie_context_params {
   int n_pages;          /* KV pages to allocate on the backend */
   int page_size;        /* tokens per page, 1..256 */
   int max_batch_tokens; /* most new tokens in one step (scratch buffers are sized for it) */
-  int n_threads;        /* 0: all cores */
+  int n_threads;        /* 0: all cores (CPU) */
+  int device;           /* 0: CPU; 1: CUDA (bf16 weights and KV on the GPU; libyaie_cuda.so) */
 } yaie_context_params;
 
 typedef struct yaie_seq {
@@ -128,6 +132,8 @@ typedef struct yaie_batch {
 typedef struct yaie_context yaie_context;
 yaie_status yaie_context_new(yaie_model *model, const yaie_context_params *params, yaie_context **out);
 void yaie_context_free(yaie_context *ctx);
+/* YAIE_OK when contexts can be made on the device (0: CPU, 1: CUDA); else why not. */
+yaie_status yaie_device_check(int device);
 /* Runs one step. Afterwards yaie_context_logits gives n_rows rows of vocab_size floats: for each
  * sequence in order, one row (its last token) or n_tokens rows when all_logits is set. */
 yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch);
@@ -165,5 +171,8 @@ yaie_status yaie_sampler_sample(yaie_sampler *s, float *logits, const uint8_t *m
  * per step, so the scheduler's cost does not grow with a call per sequence. */
 yaie_status yaie_sample_step(yaie_context *ctx, const yaie_batch *batch, yaie_sampler *const *samplers,
                              const uint8_t *const *masks, int32_t *out, float *logprobs);
+/* Log-probabilities of given tokens under rows of the last step's logits (scoring a continuation:
+ * row r predicts the token after the r-th logit row). out[i] = log softmax(logits[rows[i]])[tokens[i]]. */
+yaie_status yaie_token_logprobs(yaie_context *ctx, const int32_t *rows, const int32_t *tokens, int n, float *out);
 
 #endif

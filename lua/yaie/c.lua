@@ -17,7 +17,7 @@ local lib_path = os.getenv("YAIE_LIB") or host.lib or (root .. "/build/libyaie.s
 -- The public headers are written to be cdef'able once preprocessor lines are gone: yaie.h
 -- (models, tokenizers, the forward pass, sampling), then yaie_cache.h (page pool, radix tree).
 local include_dir = header_path:match("^(.*)/[^/]*$") or "."
-for _, name in ipairs { "yaie.h", "yaie_cache.h" } do
+for _, name in ipairs { "yaie.h", "yaie_cache.h", "yaie_constrain.h" } do
   local f = io.open(include_dir .. "/" .. name, "r")
   if f then
     local header = f:read("*a")

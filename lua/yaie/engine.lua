@@ -29,12 +29,14 @@ local M = {}
 
 function M.new(opts)
   opts = opts or {}
-  if opts.device and opts.device ~= "cpu" then
-    error("engine: device '" .. opts.device .. "' is not available in this build (cpu)", 2)
+  local device = opts.device or (type(opts.model) == "table" and opts.model.device) or "cpu"
+  if device ~= "cpu" and device ~= "cuda" then
+    error("engine: device '" .. tostring(device) .. "' is not available (cpu or cuda)", 2)
   end
   local model = opts.model
   if type(model) ~= "table" then
-    model = require("yaie.model").load { model = opts.model, tokenizer = opts.tokenizer, threads = opts.threads }
+    model = require("yaie.model").load { model = opts.model, tokenizer = opts.tokenizer, threads = opts.threads,
+      device = device }
   end
   local cfg = model.config
   local page_size = opts.page_size or 16
@@ -43,7 +45,7 @@ function M.new(opts)
     max_batch_tokens = opts.max_batch_tokens or 512, on_policy_error = opts.on_policy_error,
   }, Engine)
   local pool_opts = { page_size = page_size, layers = cfg.n_layers, kv_heads = cfg.n_kv_heads,
-    head_dim = cfg.head_dim, dtype = "f32" }
+    head_dim = cfg.head_dim, dtype = device == "cuda" and "bf16" or "f32" }
   if opts.kv_pages then
     pool_opts.pages = opts.kv_pages
   else
@@ -52,7 +54,8 @@ function M.new(opts)
   self.pool = require("yaie.pool").new(pool_opts)
   self.tree = require("yaie.radix").new { pool = self.pool }
   local params = ffi.new("yaie_context_params", { n_pages = self.pool.total, page_size = page_size,
-    max_batch_tokens = self.max_batch_tokens, n_threads = opts.threads or 0 })
+    max_batch_tokens = self.max_batch_tokens, n_threads = opts.threads or 0,
+    device = device == "cuda" and 1 or 0 })
   local out = ffi.new("yaie_context*[1]")
   C.check(lib.yaie_context_new(model.ptr, params, out))
   self.ctx = ffi.gc(out[0], lib.yaie_context_free)
@@ -82,11 +85,11 @@ function Engine:submit(prompt, opts)
   if #ids >= cfg.max_seq_len then
     error(("submit: prompt of %d tokens does not fit the model's context of %d tokens"):format(#ids, cfg.max_seq_len), 2)
   end
-  local req = Request.new(self, self.next_id, ids, opts)
   local pages_needed = math.ceil((#ids + 1) / self.page_size)
   if pages_needed > self.pool.total then
     error(("submit: a prompt of %d tokens needs %d pages; the pool holds %d"):format(#ids, pages_needed, self.pool.total), 2)
   end
+  local req = Request.new(self, self.next_id, ids, opts)
   self.next_id = self.next_id + 1
   req.enqueued_step = self.scheduler.step_no
   self.scheduler.waiting[#self.scheduler.waiting + 1] = req
@@ -103,6 +106,17 @@ function Engine:run()
       error("run: waiting requests cannot be admitted (the KV pool is too small for them)", 2)
     end
   end
+end
+
+-- Scores a continuation: a request computing the logprobs of ids[from + 1 ..] given what
+-- precedes them (from >= 1), generating nothing. When it has finished, req.logprobs holds them.
+function Engine:score(ids, from, opts)
+  if type(from) ~= "number" or from < 1 or from >= #ids then
+    error("score: from must be in [1, " .. (#ids - 1) .. "], got " .. tostring(from), 2)
+  end
+  local o = { score_from = from }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return self:submit(ids, o)
 end
 
 -- Submits every prompt with the same options, runs them together, returns the requests.

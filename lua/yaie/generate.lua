@@ -81,23 +81,22 @@ function M.generate(model, prompt, opts)
   local seq = ffi.new("yaie_seq[1]")
   local batch = ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })
   seq[0].pages, seq[0].n_pages = pages, params.n_pages
-  local n_rows = ffi.new("int[1]")
   local function forward(pos, n)
     seq[0].tokens, seq[0].n_tokens, seq[0].pos = all + pos, n, pos
     C.check(lib.yaie_forward(ctx, batch))
-    return lib.yaie_context_logits(ctx, n_rows)
   end
+  -- Sampling goes through the step call, so on a GPU only the token id comes back.
+  local samplers = ffi.new("yaie_sampler*[1]", { sampler })
 
   local t0 = C.now()
-  local logits
   for pos = 0, #ids - 1, chunk do
-    logits = forward(pos, math.min(chunk, #ids - pos))
+    forward(pos, math.min(chunk, #ids - pos))
   end
   local t1 = C.now()
   local n, out_ids, pieces, reason = #ids, {}, {}, "length"
   local id = ffi.new("int32_t[1]")
   while #out_ids < max_new do
-    C.check(lib.yaie_sampler_sample(sampler, logits, nil, id, nil))
+    C.check(lib.yaie_sample_step(ctx, batch, samplers, nil, id, nil))
     local tok_id = tonumber(id[0])
     if stops[tok_id] then reason = "stop" break end
     lib.yaie_sampler_accept(sampler, tok_id)
@@ -109,7 +108,7 @@ function M.generate(model, prompt, opts)
       pieces[#pieces + 1] = piece
       if on_text and #piece > 0 then on_text(piece) end
     end
-    if #out_ids < max_new then logits = forward(n - 1, 1) end
+    if #out_ids < max_new then forward(n - 1, 1) end
   end
   if dec then
     local rest = dec:flush()

@@ -8,6 +8,7 @@ local lazy = {
   radix = function() return require "yaie.radix" end,
   engine = function() return require("yaie.engine").new end,
   policies = function() return require "yaie.policies" end,
+  program = function() return require("yaie.lang").program end,
 }
 
 -- Submodules load on first use, so `require "yaie"` stays cheap and a missing piece only

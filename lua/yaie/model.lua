@@ -31,13 +31,23 @@ end
 
 local M = {}
 
+-- yaie_context_params.device for a device name.
+local devices = { cpu = 0, cuda = 1 }
+function M.device_code(name)
+  local code = devices[name or "cpu"]
+  if not code then error("unknown device '" .. tostring(name) .. "' (cpu or cuda)", 0) end
+  return code
+end
+
 function M.load(opts)
   if type(opts) == "string" then opts = { model = opts } end
   assert(type(opts) == "table" and opts.model, "yaie.load: give { model = PATH [, tokenizer = PATH] }")
   local out = ffi.new("yaie_model*[1]")
   C.check(lib.yaie_model_load(opts.model, out))
   local ptr = ffi.gc(out[0], lib.yaie_model_free)
-  local self = setmetatable({ ptr = ptr, path = opts.model, threads = opts.threads or 0 }, Model)
+  local self = setmetatable({ ptr = ptr, path = opts.model, threads = opts.threads or 0,
+    device = opts.device or "cpu" }, Model)
+  M.device_code(self.device)
   self.config = config_table(lib.yaie_model_config(ptr))
   local tok_path = opts.tokenizer
   if tok_path == false then return self end -- no tokenizer wanted: token ids in and out only
@@ -78,6 +88,7 @@ function Model:context(n_tokens, page_size, max_batch_tokens)
   local params = ffi.new("yaie_context_params", {
     n_pages = math.max(1, math.ceil(n_tokens / page_size)), page_size = page_size,
     max_batch_tokens = max_batch_tokens or math.min(n_tokens, 512), n_threads = self.threads,
+    device = M.device_code(self.device),
   })
   local out = ffi.new("yaie_context*[1]")
   C.check(lib.yaie_context_new(self.ptr, params, out))

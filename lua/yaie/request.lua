@@ -19,7 +19,10 @@ end
 
 function Request.new(engine, id, prompt_ids, opts)
   local cfg = engine.model.config
-  local max_new = math.min(opts.max_tokens or 128, cfg.max_seq_len - #prompt_ids)
+  -- The pool bounds a sequence as the model's context does: one request alone must always fit,
+  -- or it could never be admitted.
+  local room = math.min(cfg.max_seq_len, engine.pool.total * engine.page_size)
+  local max_new = math.min(opts.max_tokens or 128, room - #prompt_ids)
   local self = setmetatable({
     id = id, opts = opts, engine = engine,
     prompt_tokens = prompt_ids, all = {}, tokens = {}, text = "",
@@ -37,6 +40,8 @@ function Request.new(engine, id, prompt_ids, opts)
   local tok = engine.model.tokenizer
   if tok and not opts.ignore_eos then
     if tok.eos >= 0 then self.stop_ids[tok.eos] = true end
+    -- As in generate: llama2.c-style models delimit stories with BOS, so a generated BOS ends.
+    if tok.bos >= 0 then self.stop_ids[tok.bos] = true end
   end
   for _, t in ipairs(as_list(opts.stop_token_ids)) do self.stop_ids[t] = true end
   self.sampler = require("yaie.generate").sampler({
@@ -48,7 +53,33 @@ function Request.new(engine, id, prompt_ids, opts)
     self.decoder = tok:decoder()
     for _, t in ipairs(prompt_ids) do self.decoder:push(t) end
   end
+  -- Constrained decoding: the constraint's DFA state selects the mask of allowed tokens.
+  self.constraint = opts.constraint
+  if self.constraint then self.cstate, self.eos = self.constraint:start(), tok and tok.eos end
+  self.min_tokens = opts.min_tokens or 0
+  if opts.return_logprob then self.meta.logprobs = {} end
+  -- Scoring (select): logprobs of all[score_from + 1 ..], no token generated.
+  if opts.score_from then
+    self.score_from, self.logprobs, self.max_new = opts.score_from, {}, 0
+  end
   return self
+end
+
+-- The allowed-token mask for the next sample (a uint8 per vocabulary token), or nil.
+function Request:mask()
+  if self.constraint then return self.constraint:mask(self.cstate) end
+  if #self.tokens < self.min_tokens then
+    if not self.no_stop_mask then
+      -- Until min_tokens, the tokens that would stop the request are not sampled.
+      local vocab = self.engine.model.config.vocab_size
+      local m = ffi.new("uint8_t[?]", vocab)
+      ffi.fill(m, vocab, 1)
+      for id in pairs(self.stop_ids) do if id < vocab then m[id] = 0 end end
+      self.no_stop_mask = m
+    end
+    return self.no_stop_mask
+  end
+  return nil
 end
 
 -- Tokens of the next step: 1 in the decode phase, else the next prefill chunk.
@@ -86,15 +117,25 @@ local function emit(self, upto)
   return ""
 end
 
--- Appends a sampled token; returns the finish reason when a stop rule fires, else nil.
-function Request:append(id)
+-- Appends a sampled token (with its logprob when asked for); returns the finish reason when a
+-- stop rule fires, else nil.
+function Request:append(id, logprob)
+  if self.max_new == 0 then return "length" end -- prefill or scoring only
   local now = C.now()
   self.token_times[#self.token_times + 1] = now
-  if self.stop_ids[id] then return "stop" end
+  if self.meta.logprobs then self.meta.logprobs[#self.meta.logprobs + 1] = logprob end
+  if self.stop_ids[id] and #self.tokens >= self.min_tokens then return "stop" end
+  local constraint_done = false
+  if self.constraint then
+    -- EOS is allowed only where the text fully matches: it ends the request there.
+    if id == self.eos then return "stop" end
+    self.cstate = self.constraint:advance(self.cstate, id)
+    constraint_done = self.constraint:accepting(self.cstate) and not self.constraint:can_continue(self.cstate)
+  end
   self.all[#self.all + 1] = id
   self.tokens[#self.tokens + 1] = id
   lib.yaie_sampler_accept(self.sampler, id)
-  local reason = #self.tokens >= self.max_new and "length" or nil
+  local reason = #self.tokens >= self.max_new and "length" or (constraint_done and "stop") or nil
   if self.decoder then
     local piece = self.decoder:push(id)
     if #piece > 0 then

@@ -23,11 +23,15 @@ Scheduler.__index = Scheduler
 local RATIO_INIT, RATIO_MIN, RATIO_DECAY = 0.7, 0.1, 0.001
 
 function Scheduler.new(engine, opts)
+  local chunk = opts.chunk_size
+  if chunk ~= nil and (type(chunk) ~= "number" or not (chunk >= 1)) then
+    error("engine: chunk_size must be a number >= 1 (math.huge for no limit), not " .. tostring(chunk), 3)
+  end
   local self = setmetatable({
     engine = engine, pool = engine.pool, tree = engine.tree, page_size = engine.page_size,
     cache = opts.radix_cache ~= false, check = opts.check,
     max_batch_tokens = engine.max_batch_tokens, max_running = opts.max_running or 64,
-    chunk_size = opts.chunk_size or engine.max_batch_tokens,
+    chunk_size = chunk and math.floor(chunk) or engine.max_batch_tokens,
     waiting = {}, running = {}, step_no = 0, ratio = RATIO_INIT,
     policy = policies.resolve(opts.policy or "lpm"),
     counters = { prompt_tokens = 0, cached_tokens = 0, computed_tokens = 0, preemptions = 0, policy_errors = 0 },
@@ -38,6 +42,11 @@ function Scheduler.new(engine, opts)
   self.seqs = ffi.new("yaie_seq[?]", cap)
   self.samplers = ffi.new("yaie_sampler*[?]", cap)
   self.sampled = ffi.new("int32_t[?]", cap)
+  self.sampled_logprobs = ffi.new("float[?]", cap)
+  self.masks = ffi.new("const uint8_t*[?]", cap)
+  self.score_row_idx = ffi.new("int32_t[?]", cap)
+  self.score_tok = ffi.new("int32_t[?]", cap)
+  self.score_out = ffi.new("float[?]", cap)
   self.token_buf = ffi.new("int32_t[?]", self.max_batch_tokens)
   self.batch = ffi.new("yaie_batch")
   self.batch.seqs = self.seqs
@@ -137,7 +146,7 @@ function Scheduler:release(req)
   local rest = req:private_pages(from)
   if #rest > 0 then self.pool:free(rest) end
   if req.node then self.tree:unlock(req.node) end
-  req.node, req.n_pages, req.n_shared, req.n_cached = nil, 0, 0, 0
+  req.node, req.n_pages, req.n_shared, req.n_cached, req.prefix_cached = nil, 0, 0, 0, nil
 end
 
 function Scheduler:remove_running(req)
@@ -161,6 +170,7 @@ function Scheduler:preempt()
   self:remove_running(victim)
   self:release(victim)
   victim.state = "waiting"
+  if victim.logprobs then victim.logprobs = {} end -- scored again from the start
   victim.enqueued_step = self.step_no
   victim.preemptions = (victim.preemptions or 0) + 1
   table.insert(self.waiting, 1, victim)
@@ -197,7 +207,8 @@ function Scheduler:admit(req, budget, chunk, reserved)
   if self.cache then
     -- At least the last token is computed, so the step yields its logits.
     local key = {}
-    for i = 1, #req.all - 1 do key[i] = req.all[i] end
+    local upto = req.score_from and math.min(#req.all - 1, req.score_from - 1) or #req.all - 1
+    for i = 1, upto do key[i] = req.all[i] end
     m, pages, node = self.tree:match(key)
     self.tree:lock(node)
   end
@@ -224,6 +235,48 @@ function Scheduler:admit(req, budget, chunk, reserved)
   return span
 end
 
+-- In-batch prefix sharing: a request whose next uncached page is being prefilled right now by
+-- another request waits for that prefill to reach the radix cache (see cache_prefix), instead
+-- of computing the same prefix a second time in parallel.
+function Scheduler:shares_prefill(req, prefilling)
+  if not self.cache or #prefilling == 0 then return false end
+  local ps = self.page_size
+  local m = self.tree:peek(req.all)
+  if m + ps > #req.all - 1 then return false end
+  for _, r in ipairs(prefilling) do
+    if #r.all > m + ps then
+      local same = true
+      for i = 1, m + ps do
+        if r.all[i] ~= req.all[i] then
+          same = false
+          break
+        end
+      end
+      if same then return true end
+    end
+  end
+  return false
+end
+
+-- After a request's prefill, its whole computed pages go into the radix tree right away (it
+-- keeps them locked), so requests sharing the prefix reuse them while it is still decoding.
+-- A page the tree already had from another request replaces this request's copy, which the
+-- tree frees; both hold the same K/V, computed the same way.
+function Scheduler:cache_prefix(req)
+  local ps = self.page_size
+  local full = math.floor(req.n_cached / ps)
+  if full <= req.n_shared then return end
+  local ids, pages = {}, {}
+  for i = 1, full * ps do ids[i] = req.all[i] end
+  for i = 1, full do pages[i] = req.pages[i - 1] end
+  self.tree:insert(ids, pages)
+  local _, tree_pages, node = self.tree:match(ids)
+  self.tree:lock(node)
+  if req.node then self.tree:unlock(req.node) end
+  req.node, req.n_shared = node, full
+  for i = 1, full do req.pages[i - 1] = tree_pages[i] end
+end
+
 -- The step's plan: a list of {req, span}.
 function Scheduler:plan()
   local ctx = self:context()
@@ -240,9 +293,9 @@ function Scheduler:plan()
       i = i + 1
     elseif #self.running == 1 then
       -- Alone and still no room: the pool cannot hold this request at all.
-      self:finish(req, "error")
       req.error = ("the KV pool (%d pages of %d tokens) cannot hold request %d"):format(
         self.pool.total, self.page_size, req.id)
+      self:finish(req, "error")
     else
       local victim = self:preempt()
       for k = #plan, 1, -1 do
@@ -252,22 +305,30 @@ function Scheduler:plan()
           i = i - 1
         end
       end
-      if victim == req then i = i end -- the same index now holds the next request
     end
   end
   -- Then new (or preempted) requests in the policy's order.
   if budget > 0 and #self.waiting > 0 and #self.running < self.max_running then
     local reserved = self:reserved_pages()
-    local admitted = {}
+    local admitted, prefilling = {}, {}
+    for _, r in ipairs(self.running) do
+      if r.n_cached < #r.all - 1 then prefilling[#prefilling + 1] = r end
+    end
     for _, req in ipairs(self:ordered_waiting(ctx)) do
       if budget <= 0 or #self.running >= self.max_running then break end
-      local span = self:admit(req, budget, chunk, reserved)
-      if span == 0 then break end
+      local span = 0
+      if not self:shares_prefill(req, prefilling) then
+        span = self:admit(req, budget, chunk, reserved)
+        if span == 0 then break end
+      end
+      if span > 0 then
+      prefilling[#prefilling + 1] = req
       admitted[req] = true
       self.running[#self.running + 1] = req
       plan[#plan + 1] = { req, span }
       budget = budget - span
       reserved = self:reserved_pages()
+      end
     end
     if next(admitted) then
       local still = {}
@@ -291,30 +352,52 @@ function Scheduler:step()
     self.last = { seqs = 0, tokens = 0, c_s = 0, lua_s = C.now() - t0 }
     return false
   end
-  local n_tokens = 0
+  local n_tokens, rows, any_mask, want_logprobs = 0, 0, false, false
   for k, item in ipairs(plan) do
     local req, span = item[1], item[2]
     local s = self.seqs[k - 1]
     local base = self.token_buf + n_tokens
     for j = 0, span - 1 do base[j] = req.all[req.n_cached + j + 1] end
+    -- A scoring request needs the logits of every position from score_from - 1 on.
+    local scoring = req.score_from and req.n_cached + span >= req.score_from
     s.tokens, s.n_tokens, s.pos = base, span, req.n_cached
-    s.pages, s.n_pages, s.all_logits = req.pages, req.n_pages, 0
-    self.samplers[k - 1] = req.n_cached + span == #req.all and req.sampler or nil
+    s.pages, s.n_pages, s.all_logits = req.pages, req.n_pages, scoring and 1 or 0
+    item[3] = rows -- this sequence's first logit row
+    rows = rows + (scoring and span or 1)
+    local last = req.n_cached + span == #req.all
+    self.samplers[k - 1] = last and req.sampler or nil
+    local mask = last and req:mask() or nil
+    self.masks[k - 1] = mask
+    any_mask = any_mask or mask ~= nil
+    want_logprobs = want_logprobs or (last and req.meta.logprobs ~= nil)
     n_tokens = n_tokens + span
   end
   self.batch.n_seqs = #plan
   local tc = C.now()
   C.check(lib.yaie_forward(self.engine.ctx, self.batch))
-  C.check(lib.yaie_sample_step(self.engine.ctx, self.batch, self.samplers, nil, self.sampled, nil))
+  C.check(lib.yaie_sample_step(self.engine.ctx, self.batch, self.samplers, any_mask and self.masks or nil,
+    self.sampled, want_logprobs and self.sampled_logprobs or nil))
+  for k, item in ipairs(plan) do
+    if item[1].score_from and self.seqs[k - 1].all_logits == 1 then self:score_rows(item[1], item[2], item[3]) end
+  end
   local c_s = C.now() - tc
   self.counters.computed_tokens = self.counters.computed_tokens + n_tokens
   for k, item in ipairs(plan) do
     local req, span = item[1], item[2]
     req.n_cached = req.n_cached + span
+    if self.cache and req.n_cached >= #req.all - 1 and not req.prefix_cached then
+      req.prefix_cached = true
+      self:cache_prefix(req)
+    end
     local id = self.sampled[k - 1]
     if id >= 0 and req.state == "running" then
-      local reason = req.cancelled and "cancelled" or req:append(id)
-      if reason then self:finish(req, reason) end
+      local ok, reason = pcall(req.append, req, id, self.sampled_logprobs[k - 1])
+      if not ok then
+        -- A failing callback or constraint ends its own request, not the engine.
+        req.error, reason = tostring(reason), "error"
+      end
+      -- on_token may have cancelled the request already: it finishes once.
+      if reason and req.state == "running" then self:finish(req, reason) end
     end
   end
   self.ratio = math.max(RATIO_MIN, self.ratio - RATIO_DECAY)
@@ -324,6 +407,22 @@ function Scheduler:step()
   end
   self.last = { seqs = #plan, tokens = n_tokens, c_s = c_s, lua_s = C.now() - t0 - c_s }
   return true
+end
+
+-- Appends the logprobs of a scoring request's tokens predicted by this step's rows: the row at
+-- position p predicts the token at p + 1, and tokens from index score_from (0-based) count.
+function Scheduler:score_rows(req, span, first_row)
+  local n = 0
+  for j = 0, span - 1 do
+    local p = req.n_cached + j
+    if p + 1 >= req.score_from and p + 1 < #req.all then
+      self.score_row_idx[n], self.score_tok[n] = first_row + j, req.all[p + 2]
+      n = n + 1
+    end
+  end
+  if n == 0 then return end
+  C.check(lib.yaie_token_logprobs(self.engine.ctx, self.score_row_idx, self.score_tok, n, self.score_out))
+  for i = 0, n - 1 do req.logprobs[#req.logprobs + 1] = self.score_out[i] end
 end
 
 function Scheduler:cancel(req)

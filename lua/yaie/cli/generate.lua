@@ -39,7 +39,7 @@ statistics (prompt tokens, new tokens, tok/s) to stderr.
       --presence-penalty P  subtract P from seen tokens' logits
       --seed S              random seed (default: from the clock)
       --threads N           CPU threads (default: all cores)
-      --device cpu          where to run (cpu)
+      --device D            where to run: cpu, or cuda (bf16 on the GPU)
   -q, --quiet               no statistics on stderr
 
 example:
@@ -51,10 +51,9 @@ local function run(argv)
   local o, rest = args.parse(argv, options, "generate")
   if #rest > 0 then error("generate: unexpected argument '" .. rest[1] .. "' (yaie generate --help)", 0) end
   if not o.model then error("generate: no model given (--model PATH)", 0) end
-  if o.device ~= "cpu" then error("generate: device '" .. o.device .. "' is not available in this build", 0) end
   if o.n < 0 or o.n ~= math.floor(o.n) then error("generate: -n must be a whole number >= 0", 0) end
   local yaie = require "yaie"
-  local m = yaie.load { model = o.model, tokenizer = o.tokenizer, threads = o.threads }
+  local m = yaie.load { model = o.model, tokenizer = o.tokenizer, threads = o.threads, device = o.device }
   local _, stats = m:generate(o.prompt, {
     max_tokens = o.n, temperature = o.temperature, top_k = o.top_k, top_p = o.top_p, min_p = o.min_p,
     repetition_penalty = o.repeat_penalty, frequency_penalty = o.frequency_penalty,

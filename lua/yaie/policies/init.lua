@@ -17,7 +17,7 @@ function M.resolve(p)
     return M.resolve(chunk())
   end
   local ok, mod = pcall(require, "yaie.policies." .. p)
-  if not ok then
+  if not ok or type(mod) ~= "table" or type(mod.order) ~= "function" then
     error("set_policy: unknown policy '" .. p .. "' (one of " .. table.concat(M.names, ", ") .. ", or a .lua file)", 3)
   end
   return mod

@@ -1,0 +1,215 @@
+// Attention for one query row at a time: the decode step (one new token per sequence), and the
+// fallback for head sizes the tensor-core prefill kernel does not take. A block handles one row,
+// one KV head with up to 8 of its query heads (GQA: the K/V read once serves the group), and one
+// part of the KV length; parts are merged by attn_combine_kernel (flash-decoding), so a single
+// long sequence still fills the GPU.
+//
+// Per tile of 128 keys: each thread scores one key against the group's queries (its K row read
+// as 16-byte words), the tile's softmax statistics update the running max and sum, then threads
+// split as (8-element chunk of head_dim) x (key stripe) accumulate P.V, each reading V in
+// 16-byte words; the stripes are summed through shared memory at the end.
+#include <math.h>
+
+#include "kernels.cuh"
+
+#define ROWS_THREADS 128
+#define ROWS_TILE 128
+#define ROWS_GMAX 8
+#define ROWS_MAX_HEAD_DIM 256
+
+__global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, const int *row_list, int n_splits,
+                                                                 float *part_acc, float *part_ml) {
+  __shared__ float qs[ROWS_GMAX][ROWS_MAX_HEAD_DIM];
+  __shared__ float sc[ROWS_GMAX][ROWS_TILE];
+  __shared__ float red[ROWS_THREADS * ROWS_GMAX * 8];
+  __shared__ float stat[2][ROWS_GMAX];
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads;
+  const int subs = (group + ROWS_GMAX - 1) / ROWS_GMAX;
+  const int kvh = blockIdx.x / subs, sub = blockIdx.x % subs;
+  const int h0 = kvh * group + sub * ROWS_GMAX;
+  const int ng = min(ROWS_GMAX, group - sub * ROWS_GMAX);
+  const int split = blockIdx.y, ri = blockIdx.z;
+  const int row = row_list ? row_list[ri] : ri;
+  const row_info info = a.rows[row];
+  const int len = info.pos + 1;
+  const int *table = a.tables + (size_t)info.table * a.max_pages;
+  const int ps = a.kv.page_size;
+  int chunk = (len + n_splits - 1) / n_splits;
+  chunk = (chunk + 15) & ~15;
+  const int start = split * chunk, end = min(len, start + chunk);
+  const int q_dim = a.n_heads * hd;
+
+  for (int i = tid; i < ng * hd; i += ROWS_THREADS) {
+    int g = i / hd, d = i % hd;
+    qs[g][d] = __bfloat162float(a.q[(size_t)row * q_dim + (size_t)(h0 + g) * hd + d]) * a.scale;
+  }
+  const int chunks = hd / 8, n_str = ROWS_THREADS / chunks;
+  const int my_chunk = tid % chunks, stripe = tid / chunks;
+  float acc[ROWS_GMAX][8], lsum[ROWS_GMAX], m_run[ROWS_GMAX];
+#pragma unroll
+  for (int g = 0; g < ROWS_GMAX; g++) {
+    lsum[g] = 0.0f;
+    m_run[g] = -INFINITY;
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+      acc[g][e] = 0.0f;
+  }
+  __syncthreads();
+
+  for (int t0 = start; t0 < end; t0 += ROWS_TILE) {
+    const int tile_n = min(ROWS_TILE, end - t0);
+    // Scores: thread tid takes key t0 + tid.
+    float s[ROWS_GMAX];
+#pragma unroll
+    for (int g = 0; g < ROWS_GMAX; g++)
+      s[g] = 0.0f;
+    if (tid < tile_n) {
+      int j = t0 + tid;
+      const bf16 *k = a.kv.base + a.kv.offset(table[j / ps], a.layer, 0, kvh, j % ps);
+      for (int c = 0; c < chunks; c++) {
+        float kf[8];
+        bf16x8_to_float(*reinterpret_cast<const uint4 *>(k + c * 8), kf);
+#pragma unroll
+        for (int g = 0; g < ROWS_GMAX; g++) {
+          if (g < ng) {
+            const float *q = &qs[g][c * 8];
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+              s[g] += q[e] * kf[e];
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < ROWS_GMAX; g++)
+      if (g < ng)
+        sc[g][tid] = tid < tile_n ? s[g] : -INFINITY;
+    __syncthreads();
+    // The tile's max per head: warp w takes heads w and w + 4.
+    for (int g = warp; g < ng; g += ROWS_THREADS / 32) {
+      float mx = -INFINITY;
+      for (int j = lane; j < ROWS_TILE; j += 32)
+        mx = fmaxf(mx, sc[g][j]);
+      mx = warp_max(mx);
+      if (lane == 0)
+        stat[0][g] = mx;
+    }
+    __syncthreads();
+    float alpha[ROWS_GMAX];
+#pragma unroll
+    for (int g = 0; g < ROWS_GMAX; g++) {
+      if (g < ng) {
+        float m_new = fmaxf(m_run[g], stat[0][g]);
+        alpha[g] = __expf(m_run[g] - m_new); // 0 on the first tile (m_run = -inf)
+        m_run[g] = m_new;
+        float p = tid < tile_n ? __expf(sc[g][tid] - m_new) : 0.0f;
+        lsum[g] = lsum[g] * alpha[g] + p;
+        sc[g][tid] = p;
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+          acc[g][e] *= alpha[g];
+      }
+    }
+    __syncthreads();
+    // P.V: this thread's chunk of head_dim over its stripe of the tile's keys.
+    if (stripe < n_str) {
+      for (int jj = stripe; jj < tile_n; jj += n_str) {
+        int j = t0 + jj;
+        const bf16 *v = a.kv.base + a.kv.offset(table[j / ps], a.layer, 1, kvh, j % ps) + my_chunk * 8;
+        float vf[8];
+        bf16x8_to_float(*reinterpret_cast<const uint4 *>(v), vf);
+#pragma unroll
+        for (int g = 0; g < ROWS_GMAX; g++) {
+          if (g < ng) {
+            float p = sc[g][jj];
+#pragma unroll
+            for (int e = 0; e < 8; e++)
+              acc[g][e] += p * vf[e];
+          }
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Sum the stripes' accumulators, and the threads' partial sums of p.
+  if (stripe < n_str) {
+#pragma unroll
+    for (int g = 0; g < ROWS_GMAX; g++)
+      if (g < ng)
+#pragma unroll
+        for (int e = 0; e < 8; e++)
+          red[(stripe * ROWS_GMAX + g) * hd + my_chunk * 8 + e] = acc[g][e];
+  }
+#pragma unroll
+  for (int g = 0; g < ROWS_GMAX; g++) {
+    float l = warp_sum(lsum[g]);
+    if (lane == 0 && g < ng)
+      sc[g][warp] = l;
+    if (tid == 0 && g < ng)
+      stat[1][g] = m_run[g]; // the same in every thread
+  }
+  __syncthreads();
+  for (int i = tid; i < ng * hd; i += ROWS_THREADS) {
+    int g = i / hd, d = i % hd;
+    float o = 0.0f;
+    for (int st = 0; st < n_str; st++)
+      o += red[(st * ROWS_GMAX + g) * hd + d];
+    float l = 0.0f;
+    for (int w = 0; w < ROWS_THREADS / 32; w++)
+      l += sc[g][w];
+    int h = h0 + g;
+    if (n_splits == 1) {
+      a.out[(size_t)row * q_dim + (size_t)h * hd + d] = __float2bfloat16(o / l);
+    } else {
+      size_t part = ((size_t)ri * a.n_heads + h) * n_splits + split;
+      part_acc[part * hd + d] = o;
+      if (d == 0) {
+        part_ml[part * 2] = start < end ? stat[1][g] : -INFINITY;
+        part_ml[part * 2 + 1] = l;
+      }
+    }
+  }
+}
+
+// Merges the parts of each (row, head): out = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s.
+__global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_splits, const float *part_acc,
+                                    const float *part_ml) {
+  int h = blockIdx.x, ri = blockIdx.y, hd = a.head_dim;
+  int row = row_list ? row_list[ri] : ri;
+  size_t base = ((size_t)ri * a.n_heads + h) * n_splits;
+  float m = -INFINITY;
+  for (int s = 0; s < n_splits; s++)
+    m = fmaxf(m, part_ml[(base + s) * 2]);
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float o = 0.0f, l = 0.0f;
+    for (int s = 0; s < n_splits; s++) {
+      float ms = part_ml[(base + s) * 2];
+      if (ms == -INFINITY)
+        continue;
+      float w = __expf(ms - m);
+      o += w * part_acc[(base + s) * hd + d];
+      l += w * part_ml[(base + s) * 2 + 1];
+    }
+    a.out[(size_t)row * a.n_heads * hd + (size_t)h * hd + d] = __float2bfloat16(o / l);
+  }
+}
+
+int attention_rows_splits(int n_rows, int n_kv_heads, int group, int sms, int max_len) {
+  long blocks = (long)n_rows * n_kv_heads * ((group + ROWS_GMAX - 1) / ROWS_GMAX);
+  long want = (4L * sms + blocks - 1) / blocks;
+  long by_len = (max_len + 63) / 64; // at least 64 keys a part
+  long n = want < by_len ? want : by_len;
+  return (int)(n < 1 ? 1 : n > 32 ? 32 : n);
+}
+
+void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
+                           float *part_ml, cudaStream_t s) {
+  int group = a.n_heads / a.n_kv_heads, subs = (group + ROWS_GMAX - 1) / ROWS_GMAX;
+  dim3 grid(a.n_kv_heads * subs, n_splits, n);
+  attn_rows_kernel<<<grid, ROWS_THREADS, 0, s>>>(a, row_list, n_splits, part_acc, part_ml);
+  if (n_splits > 1)
+    attn_combine_kernel<<<dim3(a.n_heads, n), a.head_dim < 128 ? a.head_dim : 128, 0, s>>>(a, row_list, n_splits,
+                                                                                           part_acc, part_ml);
+}

@@ -1,0 +1,85 @@
+// The kernels of the CUDA backend, as host functions that launch them on a stream. Output first,
+// then inputs, then sizes, as in the CPU backend. The backend (backend_cuda.cu) and the kernel
+// tests (test_kernels.cu) call only these.
+#pragma once
+
+#include <cublas_v2.h>
+
+#include "common.cuh"
+
+// ---- Elementwise and norms (norm.cu) -------------------------------------------------------
+
+// x[r] = emb[rows[r].token] as floats.
+void launch_embed(float *x, const bf16 *emb, const row_info *rows, int n_rows, int dim, cudaStream_t s);
+
+// For each output row i (source row src = src_rows ? src_rows[i] : i): x[src] += y[src] when y is
+// given (the residual add), then out[i] = RMSNorm(x[src]) * w, in bf16.
+void launch_add_rmsnorm(bf16 *out, float *x, const bf16 *y, const float *w, const int *src_rows, int n_out,
+                        int dim, float eps, cudaStream_t s);
+
+// h[r][i] = silu(gu[r][i]) * gu[r][hidden + i].
+void launch_swiglu(bf16 *h, const bf16 *gu, int n_rows, int hidden, cudaStream_t s);
+
+void launch_f32_to_bf16(bf16 *out, const float *in, size_t n, cudaStream_t s);
+
+// tables[idx[i]] = val[i]: the page-table entries that changed since the last step.
+void launch_scatter(int *tables, const int2 *patches, int n, cudaStream_t s);
+
+// ---- Q/K/V after the projection (qkv.cu) ---------------------------------------------------
+
+// Per row of qkv ([rows][q_dim + 2 kv_dim]): bias add, RMSNorm per head of Q and K (Qwen3), RoPE
+// on Q and K at the row's position; Q to q_out ([rows][q_dim]), K and V into the row's page slot.
+struct qkv_args {
+  bf16 *q_out;
+  kv_layout kv;
+  int layer;
+  const bf16 *qkv;
+  const float *bias;           // [q_dim + 2 kv_dim] or NULL
+  const float *q_norm, *k_norm; // [head_dim] or NULL
+  const float *inv_freq;       // [head_dim / 2]
+  const row_info *rows;
+  const int *tables;
+  int max_pages;
+  int n_heads, n_kv_heads, head_dim, rope_layout;
+  float eps;
+};
+void launch_qkv_rope(const qkv_args &a, int n_rows, cudaStream_t s);
+
+// ---- Attention (attention.cu, attention_prefill.cu) ----------------------------------------
+
+// One query row at a time (decode, and any head size): causal attention of row r over positions
+// [0, pos], split over the KV length into n_splits parts merged by a second kernel. row_list
+// names the rows (NULL: rows 0..n-1). part_acc/part_ml hold n * n_heads * n_splits partials.
+void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
+                           float *part_ml, cudaStream_t s);
+// How many parts to split each row's KV length into, so that n rows fill the GPU's sms.
+int attention_rows_splits(int n_rows, int n_kv_heads, int group, int sms, int max_len);
+
+// Prefill chunks on tensor cores (head_dim 64 or 128): one block per (query tile, head).
+bool attention_prefill_supported(int head_dim);
+void launch_attention_prefill(const attn_args &a, const prefill_item *items, int n_items, cudaStream_t s);
+
+// ---- Matrix products (gemm.cu) -------------------------------------------------------------
+
+struct gemm_ctx {
+  cublasHandle_t blas;
+  cudaStream_t stream;
+  int small_m; // products with m <= small_m rows use the streaming kernel, not cuBLAS (0: never)
+};
+// y[m][n] = x[m][k] . w[n][k]^T, fp32 accumulation; y in bf16, or fp32 when y_f32.
+yaie_status gemm(const gemm_ctx &g, void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k);
+// The streaming kernel alone (m <= 8, k % 8 == 0), for the tests.
+void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s);
+
+// ---- Sampling (sample.cu) ------------------------------------------------------------------
+
+// One sequence's sampling on the device; mirrors yaie_sample_req.
+struct sample_row {
+  int logit_row, top_k, pen_off, pen_n, mask_off, want_logprob;
+  float temperature, top_p, min_p, repetition, frequency, presence, uniform;
+};
+// Samples each row: mask, penalties (pen_tok/pen_cnt[pen_off .. +pen_n]; pen_orig receives the
+// logits they replaced), then greedy or temperature with min-p / top-k / top-p, drawing with the
+// row's uniform. logits are changed in place. ids[i] = -2 when the mask forbids every token.
+void launch_sample(int *ids, float *logprobs, float *logits, const sample_row *rows, int n, int vocab,
+                   const int *pen_tok, const int *pen_cnt, float *pen_orig, const uint8_t *masks, cudaStream_t s);

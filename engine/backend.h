@@ -1,0 +1,66 @@
+/* The backend interface: what a device that runs the forward pass provides. yaie_context_new
+ * picks the backend from yaie_context_params.device; the public calls (yaie_forward,
+ * yaie_context_logits, yaie_sample_step) validate their arguments once here and dispatch.
+ *
+ * The CPU backend is linked in (engine/forward_cpu.c). The CUDA backend is a separate library,
+ * libyaie_cuda.so beside libyaie.so, loaded on first use, so that libyaie neither links nor
+ * needs CUDA: its one exported symbol, yaie_cuda_backend(), returns the ops table below. The
+ * CUDA library is C++ and only includes this header and model.h, so both stay plain C. */
+#ifndef YAIE_BACKEND_H
+#define YAIE_BACKEND_H
+
+#include "model.h"
+
+/* Bumped whenever a struct below changes, so a stale libyaie_cuda.so is refused, not misread. */
+#define YAIE_BACKEND_ABI 1
+
+enum { YAIE_DEVICE_CPU = 0, YAIE_DEVICE_CUDA = 1 };
+
+/* One sequence's sampling request, built from its host sampler (engine/sampler.c), for a
+ * backend that samples where its logits are. The host keeps the sampler's state: the random
+ * draw comes from the sampler's own stream (so a seed gives the same draws on every backend),
+ * and the penalties' counts from the tokens the caller accepted. */
+typedef struct yaie_sample_req {
+  yaie_sampler_params params;
+  float uniform;         /* the draw in [0, 1) for temperature > 0; unused when greedy */
+  int logit_row;         /* the row of the last step's logits to sample from */
+  const int32_t *seen;   /* distinct tokens with a count, when a penalty is on; else NULL */
+  const int32_t *counts; /* counts[seen[i]] is that token's count */
+  int n_seen;
+  const uint8_t *mask;   /* vocab_size bytes, 0 forbids the token; or NULL */
+} yaie_sample_req;
+
+typedef struct yaie_backend_ops {
+  int abi; /* YAIE_BACKEND_ABI */
+  const char *name;
+  /* The message of the backend's last failure (its own per-thread buffer). */
+  const char *(*last_error)(void);
+  /* YAIE_OK when the device can be used (a GPU is there); else fails with the reason. */
+  yaie_status (*probe)(void);
+  yaie_status (*context_new)(yaie_model *model, const yaie_context_params *params, void **impl);
+  void (*context_free)(void *impl);
+  /* The batch is already checked (yaie_check_batch): n_rows new tokens, n_logit_rows rows. */
+  yaie_status (*forward)(void *impl, const yaie_batch *batch, int n_rows, int n_logit_rows);
+  /* The last step's logits in host memory, n_rows x vocab_size floats. */
+  float *(*logits)(void *impl, int *n_rows);
+  /* Samples one token per request (NULL: the host samples from logits() instead). ids[i] and
+   * logprobs[i] (logprobs may be NULL) answer reqs[i]. */
+  yaie_status (*sample)(void *impl, const yaie_sample_req *reqs, int n_reqs, int32_t *ids, float *logprobs);
+} yaie_backend_ops;
+
+extern const yaie_backend_ops yaie_cpu_backend;
+
+/* The backend of a device (YAIE_DEVICE_*), loading libyaie_cuda.so for CUDA; fails with a
+ * message saying what is missing (the library, a GPU). */
+yaie_status yaie_backend_get(int device, const yaie_backend_ops **out);
+
+/* The backend and its context object behind a public context. */
+const yaie_backend_ops *yaie_context_ops(const yaie_context *ctx, void **impl);
+/* Rows of logits the last successful step produced (0 before any, or after a failed one). */
+int yaie_context_logit_rows(const yaie_context *ctx);
+
+/* Checks a step against the model and the context's sizes; counts its rows and logit rows. */
+yaie_status yaie_check_batch(const yaie_config *c, const yaie_context_params *p, const yaie_batch *b,
+                             int *n_rows, int *n_logit_rows);
+
+#endif
