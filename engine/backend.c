@@ -126,8 +126,9 @@ int yaie_context_vocab(const yaie_context *ctx) { return ctx->model->config.voca
 int yaie_context_logit_rows(const yaie_context *ctx) { return ctx->n_logit_rows; }
 
 float *yaie_context_logits(yaie_context *ctx, int *n_rows) {
-  float *logits = ctx->ops->logits(ctx->impl, n_rows);
-  *n_rows = ctx->n_logit_rows;
+  int have = 0; /* a device backend gives fewer rows when it cannot copy them */
+  float *logits = ctx->ops->logits(ctx->impl, &have);
+  *n_rows = have < ctx->n_logit_rows ? have : ctx->n_logit_rows;
   return logits;
 }
 

@@ -5,7 +5,7 @@ describe("yaie", function()
   it("documents itself and every command", function()
     local code, out = H.yaie { "--help" }
     assert.are.equal(0, code)
-    for _, cmd in ipairs { "generate", "tokenize", "convert", "run" } do
+    for _, cmd in ipairs { "generate", "tokenize", "convert", "run", "repl" } do
       assert.truthy(out:find(cmd, 1, true), cmd)
       local c, help = H.yaie { cmd, "--help" }
       assert.are.equal(0, c)

@@ -21,7 +21,8 @@ local function write_random_llama2c(path, s)
   local f = assert(io.open(path, "wb"))
   local head = s.dim / s.heads
   local kv = s.kv_heads * head
-  f:write(ffi.string(ffi.new("int32_t[7]", { s.dim, s.hidden, s.layers, s.heads, s.kv_heads, -s.vocab, s.ctx }), 28))
+  local header = { s.dim, s.hidden, s.layers, s.heads, s.kv_heads, -s.vocab, s.ctx }
+  f:write(ffi.string(ffi.new("int32_t[7]", header), 28))
   local state = s.seed or 12345
   local function tensor(n, base, scale)
     local buf = ffi.new("float[?]", n)
@@ -176,7 +177,8 @@ end
 
 local function describe_config(c)
   local parts = {}
-  for _, k in ipairs { "page_size", "chunk_size", "radix_cache", "kv_pages", "max_running", "policy", "threads" } do
+  local keys = { "page_size", "chunk_size", "radix_cache", "kv_pages", "max_running", "policy", "threads" }
+  for _, k in ipairs(keys) do
     if c[k] ~= nil then parts[#parts + 1] = k .. "=" .. tostring(c[k]) end
   end
   return table.concat(parts, " ")
@@ -198,8 +200,9 @@ teardown(function() os.execute("rm -rf " .. H.quote(dir)) end)
 describe("shared computation", function()
   local cases = {
     { name = "stories260K", model = "stories", work = function(m) return story_workload(m, N) end },
-    { name = "a random GQA model", model = "gqa", work = function(m) return random_workload(512, N, 1) end },
-    { name = "a random 2-layer MQA model", model = "small", work = function(m) return random_workload(512, N, 2) end },
+    { name = "a random GQA model", model = "gqa", work = function() return random_workload(512, N, 1) end },
+    { name = "a random 2-layer MQA model", model = "small",
+      work = function() return random_workload(512, N, 2) end },
   }
   local chunks = { 1, 7, 64, math.huge }
   local policies = { "lpm", "fcfs", "dfs_weight", "random", "lof", "priority" }
@@ -210,15 +213,17 @@ describe("shared computation", function()
       local work = case.work(model)
       local expected = references(model, work)
       local k = 0
-      for _, ps in ipairs { 1, 16 } do
-        for _, chunk in ipairs(chunks) do
-          for _, cache in ipairs { true, false } do
+      for pi, ps in ipairs { 1, 16 } do
+        for chi, chunk in ipairs(chunks) do
+          for cai, cache in ipairs { true, false } do
             k = k + 1
-            -- The full cross product on the first model; the others take every other config.
-            if ci == 1 or (k + ci) % 2 == 0 then
+            -- The full cross product on the first model; the others take half of it, each a
+            -- different half with every page size, chunk size and cache setting in it.
+            if ci == 1 or (pi + chi + cai + ci) % 2 == 0 then
               local cfg = { page_size = ps, chunk_size = chunk, radix_cache = cache,
                 kv_pages = ps == 1 and 8192 or 512, max_running = (k % 3 == 0) and 12 or nil,
-                policy = policies[k % #policies + 1], threads = (ci == 1 and k == 7 and not quick) and 2 or 1 }
+                policy = policies[k % #policies + 1],
+                threads = (ci == 1 and k == 7 and not quick) and 2 or 1 }
               local engine = new_engine(model, cfg)
               local reqs = run_work(engine, work)
               assert_same_tokens(expected, reqs, describe_config(cfg))
@@ -242,11 +247,15 @@ describe("shared computation", function()
       local model = models[case[1]]
       local work = case[1] == "stories" and story_workload(model, N, 40) or random_workload(512, N, 3, 40)
       local expected = references(model, work)
+      -- Pools only a little larger than the longest request, which must fit alone.
+      local longest = 0
+      for _, w in ipairs(work) do longest = math.max(longest, #w.ids + w.max_tokens) end
+      local small16, small1 = math.ceil(longest / 16) + 2, longest + 24
       for _, cfg in ipairs {
-        { page_size = 16, kv_pages = 14, radix_cache = true, chunk_size = 7 },
-        { page_size = 16, kv_pages = 14, radix_cache = false },
-        { page_size = 1, kv_pages = 200, radix_cache = true, chunk_size = 64 },
-        { page_size = 1, kv_pages = 200, radix_cache = false, chunk_size = 1, policy = "fcfs" },
+        { page_size = 16, kv_pages = small16, radix_cache = true, chunk_size = 7 },
+        { page_size = 16, kv_pages = small16, radix_cache = false },
+        { page_size = 1, kv_pages = small1, radix_cache = true, chunk_size = 64 },
+        { page_size = 1, kv_pages = small1, radix_cache = false, chunk_size = 1, policy = "fcfs" },
       } do
         local engine = new_engine(model, cfg)
         local reqs = run_work(engine, work)
@@ -318,23 +327,42 @@ describe("engine:submit", function()
     assert_drained(stories)
   end)
 
-  it("samples with a seed the same way alone and in a batch", function()
-    local opts = { max_tokens = 40, temperature = 0.9, top_p = 0.9, seed = 1234 }
-    local alone = stories:submit("Once upon a time", opts)
-    stories:run()
-    local crowd = {}
-    for i = 1, 12 do
-      crowd[i] = stories:submit(i % 2 == 0 and "Once upon a time" or "The dog",
-        { max_tokens = 10 + i, temperature = 1, seed = i })
+  it("samples with a seed the same way alone, in a batch and after preemption", function()
+    local prompts = { "Once upon a time", "The cat", "Tom had a dog", "One day, a bird", "Sue and Ben" }
+    local function opts(i)
+      return { max_tokens = 50 + i * 7 % 30, temperature = 1, top_p = 0.9, seed = 100 + i,
+        repetition_penalty = 1.1 }
     end
-    local again = stories:submit("Once upon a time", opts)
-    local other_seed = stories:submit("Once upon a time", { max_tokens = 40, temperature = 0.9, top_p = 0.9, seed = 99 })
+    local alone = {}
+    for i = 1, 8 do
+      local r = stories:submit(prompts[i % 5 + 1], opts(i))
+      stories:run()
+      alone[i] = r
+    end
+    -- Among greedy requests, in an engine with room for all.
+    local crowd = {}
+    for i = 1, 8 do
+      crowd[i] = stories:submit(prompts[i % 5 + 1], opts(i))
+      stories:submit(prompts[(i + 2) % 5 + 1], { max_tokens = 10 + i })
+    end
+    local other_seed = stories:submit(prompts[2],
+      { max_tokens = 50, temperature = 1, top_p = 0.9, seed = 99 })
     stories:run()
-    assert.are.same(alone.tokens, again.tokens)
-    assert.are.equal(alone.text, again.text)
-    assert.are_not.same(alone.tokens, other_seed.tokens)
-    assert.are_not.same(greedy("Once upon a time", 40), alone.tokens)
+    -- In a pool so small that requests are preempted and recomputed.
+    local small = new_engine(models.stories, { kv_pages = 9 })
+    local squeezed = {}
+    for i = 1, 8 do squeezed[i] = small:submit(prompts[i % 5 + 1], opts(i)) end
+    small:run()
+    assert.is_true(small:stats().preemptions > 0)
+    for i = 1, 8 do
+      assert.are.same(alone[i].tokens, crowd[i].tokens, "request " .. i)
+      assert.are.same(alone[i].tokens, squeezed[i].tokens, "request " .. i)
+      assert.are.equal(alone[i].text, squeezed[i].text)
+    end
+    assert.are_not.same(alone[1].tokens, other_seed.tokens)
+    assert.are_not.same(greedy(prompts[2], 57), alone[1].tokens)
     assert_drained(stories)
+    assert_drained(small)
   end)
 
   it("ends before a stop string split across tokens and never streams any of it", function()
@@ -363,11 +391,18 @@ describe("engine:submit", function()
     -- The first of several stop strings to appear ends the text; a stop string the text never
     -- holds changes nothing.
     local multi = stories:submit("Once upon a time", { max_tokens = 30, stop = { "zebra", "Lily." } })
-    local never = stories:submit("Once upon a time", { max_tokens = 30, stop = { "zebra" } })
+    local never = stories:submit("Once upon a time", { max_tokens = 30, stop = { "zebra", "upon" } })
+    -- Ending by length on "gi|r|l" while "rl" is held back: the held text still streams.
+    local held = {}
+    local cut = stories:submit("Once upon a time", { max_tokens = 8, stop = "rl nam",
+      on_token = function(piece) held[#held + 1] = piece end })
     stories:run()
     assert.are.equal(", there was a little girl named ", multi.text)
-    assert.are.equal(full, never.text)
+    assert.are.equal(full, never.text) -- a stop string in the prompt does not count
     assert.are.equal("length", never.meta.finish_reason)
+    assert.are.equal(", there was a little girl", cut.text)
+    assert.are.equal(cut.text, table.concat(held))
+    assert.are.equal("length", cut.meta.finish_reason)
     assert_drained(stories)
   end)
 
@@ -440,21 +475,23 @@ describe("engine:cancel", function()
     assert_drained(engine)
   end)
 
-  it("frees a running request's pages at once", function()
-    for _, cache in ipairs { false, true } do
-      local engine = new_engine(models.gqa, { radix_cache = cache, page_size = 4 })
+  it("frees a running request's pages at once, in prefill or in decode", function()
+    -- Chunks of 7: after 2 steps the prompts of 30 are half computed; after 8, 4 tokens are out.
+    for _, case in ipairs { { cache = false, steps = 2 }, { cache = true, steps = 2 },
+      { cache = false, steps = 8 }, { cache = true, steps = 8 } } do
+      local engine = new_engine(models.gqa, { radix_cache = case.cache, page_size = 4, chunk_size = 7 })
       local reqs = {}
       for i = 1, 3 do reqs[i] = engine:submit(prompt(i, 30), { max_tokens = 20 }) end
-      for _ = 1, 6 do engine:step() end
+      for _ = 1, case.steps do engine:step() end
       local b = reqs[2]
       assert.are.equal("running", b.state)
-      assert.are.equal(6, #b.tokens) -- the first token comes with the prefill step
+      assert.are.equal(case.steps == 2 and 0 or 4, #b.tokens)
       local before = engine.pool:stats()
       local held = b.n_pages
       engine:cancel(b)
       local after = engine.pool:stats()
       assert.are.equal(0, b.n_pages)
-      if cache then
+      if case.cache then
         -- Its whole pages of computed tokens stay as evictable cache; the rest are free.
         assert.are.equal(before.used - before.evictable - held, after.used - after.evictable)
       else
@@ -465,7 +502,7 @@ describe("engine:cancel", function()
       engine:run()
       assert.are.same(ref(prompt(1, 30), 20), reqs[1].tokens)
       assert.are.same(ref(prompt(3, 30), 20), reqs[3].tokens)
-      assert.are.same({ unpack(ref(prompt(2, 30), 20), 1, 6) }, b.tokens)
+      assert.are.same({ unpack(ref(prompt(2, 30), 20), 1, #b.tokens) }, b.tokens)
       assert_drained(engine)
     end
   end)
@@ -493,7 +530,8 @@ end)
 
 describe("engine:stats", function()
   it("reports the queues, the pool and the last step", function()
-    local engine = new_engine(models.gqa, { max_running = 2, page_size = 4, kv_pages = 64, chunk_size = math.huge })
+    local engine = new_engine(models.gqa,
+      { max_running = 2, page_size = 4, kv_pages = 64, chunk_size = math.huge })
     local lens = { 13, 21, 8 }
     local reqs = {}
     for i, n in ipairs(lens) do

@@ -60,7 +60,8 @@ describe("the built-in policies", function()
 
   it("lof orders by the most tokens still to generate", function()
     local w = {
-      req(1, { max_new = 10 }), req(2, { max_new = 50 }), req(3, { max_new = 30, tokens = { 1, 2, 3, 4, 5 } }),
+      req(1, { max_new = 10 }), req(2, { max_new = 50 }),
+      req(3, { max_new = 30, tokens = { 1, 2, 3, 4, 5 } }),
       req(4, { max_new = 30 }), req(5, { max_new = 50 }),
     }
     assert.are.same({ 2, 5, 4, 3, 1 }, ids_of(lof.order(w, crafted_ctx {})))
@@ -92,7 +93,8 @@ describe("the built-in policies", function()
     assert.is_true(next(seen, next(seen)) ~= nil, "five draws gave one order") -- at least two
     -- The same generator state gives the same order.
     state = 7
-    assert.are.equal(orders[1], table.concat(ids_of(random.order(w, crafted_ctx({}, { random = draw }))), ","))
+    local again = random.order(w, crafted_ctx({}, { random = draw }))
+    assert.are.equal(orders[1], table.concat(ids_of(again), ","))
   end)
 
   it("lpm orders by the longest cached prefix, and ages waiting requests", function()
@@ -201,7 +203,8 @@ describe("the policies on a real radix tree", function()
   end)
 
   it("sees no prefix when the cache is off", function()
-    engine = yaie.engine { model = model, page_size = 4, kv_pages = 256, check = true, threads = 1, radix_cache = false }
+    engine = yaie.engine { model = model, page_size = 4, kv_pages = 256, check = true, threads = 1,
+      radix_cache = false }
     engine:generate_batch({ base1, base2 }, { max_tokens = 4, temperature = 0 })
     local reqs = submit_all()
     local ctx = engine.scheduler:context()
@@ -337,7 +340,8 @@ end }
       assert.matches("policy_spec.lua:%d+:", err) -- reported at the caller
       assert.are.equal("lof", engine:stats().policy)
     end
-    refused("unknown policy 'nope' %(one of fcfs, lpm, dfs_weight, lof, random, priority, or a %.lua file%)", "nope")
+    refused("unknown policy 'nope' %(one of fcfs, lpm, dfs_weight, lof, random, priority, or a %.lua file%)",
+      "nope")
     refused("unknown policy 'init'", "init")
     refused("a policy needs an order%(waiting, ctx%) function", { name = "empty" })
     refused("give a policy name, a file or a table", 42)
@@ -350,6 +354,7 @@ describe("a broken policy", function()
     { "raises an error", "stack traceback", function() error("policy exploded") end, "policy exploded" },
     { "returns a request twice", "twice", function(w) w[2] = w[1] return w end },
     { "leaves one out", " requests for ", function(w) table.remove(w) return w end },
+    { "leaves a hole", "no request at 1", function(w) w[1] = nil return w end }, -- #w is unchanged
     { "invents one", "not waiting", function(w) w[1] = { id = 1000, all = {}, tokens = {} } return w end },
     { "returns a string", "returned string", function() return "fcfs" end },
     { "returns nothing", "returned nil", function() end },

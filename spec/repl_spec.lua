@@ -29,7 +29,7 @@ local skip = not shell("command -v tmux"):match("%S")
 describe("yaie repl", function()
   if skip then return pending(skip) end
   local home, sock, session, expected
-  local function tmux(args) return shell("tmux -L " .. sock .. " " .. args) end
+  local function tmux(args) return shell("tmux -S " .. H.quote(sock) .. " " .. args) end
   local function screen() return tmux("capture-pane -p -J -S - -t " .. session) end
 
   -- Types text literally (tmux would read "end" as the End key) and presses Enter.
@@ -75,16 +75,15 @@ describe("yaie repl", function()
 
   setup(function()
     home = H.tmpdir()
-    sock = "yaie-spec-" .. home:match("[^.]*$")
+    sock = home .. "/tmux.sock"
     session = "repl"
-    -- A server of our own (-L) with no user config; the pane stays after the REPL exits. Its
+    -- A server of our own (-S, its socket in our directory) with no user config; the pane stays after the REPL exits. Its
     -- shell prints the exit status (tmux's own #{pane_dead_status} is not reliable here: it
     -- can miss the child's exit), and lets Ctrl-C pass by.
     H.write(home .. "/tmux.conf", "set -g remain-on-exit on\nset -g history-limit 5000\nset -g default-shell /bin/sh\n")
     local cmd = ("trap : INT; cd %s && HOME=%s YAIE_ROOT=%s %s repl --model %s --threads 1; echo \"exit status $?\""):format(
       H.quote(H.root), H.quote(home), H.quote(H.root), H.quote(H.bin), H.quote(model))
-    shell(("tmux -L %s -f %s new-session -d -s %s -x 200 -y 50 %s"):format(
-      sock, H.quote(home .. "/tmux.conf"), session, H.quote(cmd)))
+    tmux(("-f %s new-session -d -s %s -x 200 -y 50 %s"):format(H.quote(home .. "/tmux.conf"), session, H.quote(cmd)))
     -- What the engine makes of the prompt, to compare with what streams on the screen.
     local engine = require("yaie").engine { model = model, threads = 1 }
     local req = engine:submit("Once upon a time", { max_tokens = 16, temperature = 0 })
@@ -93,7 +92,7 @@ describe("yaie repl", function()
   end)
 
   teardown(function()
-    if sock then shell("tmux -L " .. sock .. " kill-server") end
+    if sock then tmux("kill-server") end
     if home then os.execute("rm -rf " .. H.quote(home)) end
   end)
 
@@ -140,7 +139,8 @@ describe("yaie repl", function()
     local line = 'gen("Once upon a time", {max_tokens = 16, temperature = 0})'
     local out = run(line, "\n> ")
     -- The stream on its own line, then the returned value.
-    assert.are.equal("> " .. line .. "\n" .. expected .. "\n" .. string.format("%q", expected) .. "\n> \n", out)
+    local value = string.format("%q", expected):gsub("\\\n", "\\n") -- as the REPL quotes strings
+    assert.are.equal("> " .. line .. "\n" .. expected .. "\n" .. value .. "\n> \n", out)
   end)
 
   it("cancels a generation on Ctrl-C and stays usable", function()

@@ -38,11 +38,14 @@ typedef struct yaie_constraint yaie_constraint;
 yaie_status yaie_constraint_new(const yaie_regex *re, const yaie_tokenizer *tok, int vocab_size,
                                 yaie_constraint **out);
 void yaie_constraint_free(yaie_constraint *c);
+/* These four read what the constructor or the DFA already holds, so they cannot fail: a NULL
+ * constraint or a state that does not exist gives 0. */
 int yaie_constraint_vocab_size(const yaie_constraint *c);
 int yaie_constraint_start(const yaie_constraint *c);
-/* 1 when the text so far fully matches (an invalid state gives 0). */
+/* 1 when the text so far fully matches. */
 int yaie_constraint_is_accepting(const yaie_constraint *c, int state);
-/* 1 when some byte leads to a live state; 0 means generation must stop here. */
+/* 1 when some byte leads to a live state; 0 means generation must stop here (the state is then
+ * accepting: every state the DFA reaches can still complete a match). */
 int yaie_constraint_can_continue(const yaie_constraint *c, int state);
 /* Points *mask at the state's mask (valid until the constraint is freed). Fails on a bad state,
  * or when the DFA outgrows its bounds ("regex too complex"). */

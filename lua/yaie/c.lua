@@ -15,23 +15,31 @@ local header_path = host.header or (root .. "/engine/include/yaie.h")
 local lib_path = os.getenv("YAIE_LIB") or host.lib or (root .. "/build/libyaie.so")
 
 -- The public headers are written to be cdef'able once preprocessor lines are gone: yaie.h
--- (models, tokenizers, the forward pass, sampling), then yaie_cache.h (page pool, radix tree).
+-- (models, tokenizers, the forward pass, sampling), yaie_cache.h (page pool, radix tree) and
+-- yaie_constrain.h (regex-constrained decoding).
+-- Each header is declared once per process: busted reloads modules for every spec file, but
+-- the FFI's C declarations outlive them (a type named in the header marks it as done).
 local include_dir = header_path:match("^(.*)/[^/]*$") or "."
-for _, name in ipairs { "yaie.h", "yaie_cache.h", "yaie_constrain.h" } do
-  local f = io.open(include_dir .. "/" .. name, "r")
+local headers = { { "yaie.h", "yaie_config" }, { "yaie_cache.h", "yaie_pool_usage" },
+  { "yaie_constrain.h", "yaie_constraint_stats" } }
+for _, h in ipairs(headers) do
+  local name, marker = h[1], h[2]
+  local f = not pcall(ffi.typeof, marker) and io.open(include_dir .. "/" .. name, "r")
   if f then
     local header = f:read("*a")
     f:close()
     ffi.cdef((header:gsub("\n#[^\n]*", "\n"):gsub("^#[^\n]*", "")))
-  elseif name == "yaie.h" then
+  elseif name == "yaie.h" and not pcall(ffi.typeof, marker) then
     error("yaie: cannot open the C header " .. include_dir .. "/" .. name, 0)
   end
 end
-ffi.cdef [[
-  void free(void *p);
-  typedef struct yaie_timespec { long tv_sec; long tv_nsec; } yaie_timespec;
-  int clock_gettime(int clk_id, yaie_timespec *tp);
-]]
+if not pcall(ffi.typeof, "yaie_timespec") then
+  ffi.cdef [[
+    void free(void *p);
+    typedef struct yaie_timespec { long tv_sec; long tv_nsec; } yaie_timespec;
+    int clock_gettime(int clk_id, yaie_timespec *tp);
+  ]]
+end
 
 local ok, lib = pcall(ffi.load, lib_path)
 if not ok then

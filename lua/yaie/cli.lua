@@ -11,6 +11,7 @@ commands:
   tokenize   print the token ids of stdin's text (yaie tokenize --help)
   convert    write a Hugging Face directory from a model file (yaie convert --help)
   run        run a Lua script with `require "yaie"` available (yaie run SCRIPT.lua [ARGS])
+  repl       an interactive Lua prompt with an engine loaded (yaie repl --help)
   help       show this message
 ]]
 

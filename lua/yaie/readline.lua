@@ -15,6 +15,8 @@ local M = {}
 ffi.cdef [[
   typedef struct yaie_rl_sigset { unsigned long val[16]; } yaie_rl_sigset;
   typedef struct yaie_rl_pollfd { int fd; short events; short revents; } yaie_rl_pollfd;
+  typedef void yaie_rl_vcpfunc(char *line);
+  typedef char *yaie_rl_compentry(const char *text, int state);
   int sigemptyset(yaie_rl_sigset *set);
   int sigaddset(yaie_rl_sigset *set, int sig);
   int sigismember(const yaie_rl_sigset *set, int sig);
@@ -38,10 +40,10 @@ ffi.C.sigemptyset(sigint_set)
 ffi.C.sigaddset(sigint_set, SIGINT)
 local sigfd -- a signalfd for SIGINT, made on first use
 local sigbuf = ffi.new("uint8_t[128]") -- one struct signalfd_siginfo
+local old = ffi.new("yaie_rl_sigset")
 
 -- Blocks SIGINT; returns whether it was already blocked, for restore_sigint.
 function M.hold_sigint()
-  local old = ffi.new("yaie_rl_sigset")
   ffi.C.sigprocmask(SIG_BLOCK, sigint_set, old)
   if not sigfd then sigfd = ffi.C.signalfd(-1, sigint_set, SFD_NONBLOCK + SFD_CLOEXEC) end
   return ffi.C.sigismember(old, SIGINT) == 1
@@ -78,8 +80,6 @@ for _, name in ipairs { "libreadline.so.8", "libreadline.so" } do
 end
 if ok_rl then
   ffi.cdef [[
-    typedef void yaie_rl_vcpfunc(char *line);
-    typedef char *yaie_rl_compentry(const char *text, int state);
     void rl_callback_handler_install(const char *prompt, yaie_rl_vcpfunc *handler);
     void rl_callback_read_char(void);
     void rl_callback_handler_remove(void);
@@ -224,7 +224,7 @@ function M.readline(prompt)
     -- A terminal in line mode: poll sees a whole line, or the Ctrl-C (which the terminal
     -- driver answers by dropping the typed line).
     if not wait_input() then
-      io.stdout:write("^C\n")
+      io.stdout:write("\n") -- after the terminal's own echo of ^C
       return nil, "interrupt"
     end
   end

@@ -145,7 +145,6 @@ function Repl:gen(prompt, opts)
     if user_on_token then return user_on_token(piece, id, req) end
   end
   local req = engine:submit(prompt, o)
-  self.last_request = req
   local held = term.hold_sigint()
   local ok, res = xpcall(drive, traceback, engine, req)
   if req.state ~= "finished" then engine:cancel(req) end
@@ -158,7 +157,7 @@ function Repl:gen(prompt, opts)
     error(CANCELLED, 0)
   end
   if not ok then error(res, 0) end
-  if req.error then error("gen: " .. req.error, 2) end
+  if req.error then error("gen: " .. req.error, 0) end
   return req.text
 end
 
@@ -334,8 +333,7 @@ function Repl:complete(text)
         v = nv
       end
     end
-    keys_of(v, sep == ":", found)
-    if sep == "" then keys_of(_G, false, found) end
+    keys_of(v, sep == ":", found) -- the environment's keys, then _G's through its __index
   end
   local out = {}
   for k in pairs(found) do

@@ -69,11 +69,18 @@ function Scheduler:context()
   }
 end
 
+-- Indexes 1..n, not ipairs: a list with a hole (w[1] = nil) keeps its length and would pass.
 local function is_permutation(ordered, waiting)
-  if type(ordered) ~= "table" or #ordered ~= #waiting then return false, "it returned " .. (type(ordered) == "table" and #ordered .. " requests for " .. #waiting or type(ordered)) end
+  local n = #waiting
+  if type(ordered) ~= "table" then return false, "it returned " .. type(ordered) end
+  if #ordered ~= n or ordered[n + 1] ~= nil then
+    return false, "it returned " .. #ordered .. " requests for " .. n
+  end
   local member, seen = {}, {}
   for _, r in ipairs(waiting) do member[r] = true end
-  for _, r in ipairs(ordered) do
+  for i = 1, n do
+    local r = ordered[i]
+    if r == nil then return false, "it returned a list with no request at " .. i end
     if not member[r] then return false, "it returned a request that is not waiting" end
     if seen[r] then return false, "it returned request " .. tostring(r.id) .. " twice" end
     seen[r] = true

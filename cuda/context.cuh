@@ -1,0 +1,93 @@
+// The CUDA backend's context: everything one yaie_context holds on the GPU and the pinned host
+// memory it stages each step's metadata in. context.cu makes and frees it, step.cu runs the
+// forward pass, sample_step.cu samples.
+#pragma once
+
+#include "weights.cuh"
+
+#define MAX_GRAPHS 24
+
+// A decode step captured for one batch-size bucket (rows padded up to `rows`).
+struct graph_entry {
+  int rows, splits, runs;
+  cudaGraphExec_t exec;
+};
+
+// One step's metadata in pinned host memory. Two sets alternate, so a step may prepare its
+// metadata while the previous step's copies are still queued; `done` marks the copies out of it.
+struct meta_set {
+  row_info *rows;
+  int *logit_src, *decode_rows;
+  prefill_item *items;
+  int2 *patches;
+  int patch_cap;
+  cudaEvent_t done;
+};
+
+struct cuda_context {
+  yaie_model *model;
+  yaie_config c;
+  yaie_context_params p;
+  cuda_weights *w;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  void *blas_ws;
+  gemm_ctx g;
+  int sms, use_prefill_tc, use_graphs;
+
+  // KV pages, with one more (the trash page) that padded rows of a decode graph write into.
+  kv_layout kv;
+  int trash_page;
+
+  // Page tables on the device, [n_tables + 1][max_pages] (the last one all trash page), kept in
+  // step with the host's tables by patches: each is keyed by the caller's page-table pointer,
+  // and the host copy (shadow) says which entries changed since the table was last used.
+  int n_tables, max_pages;
+  int *d_tables;
+  const int32_t **tab_key;
+  int32_t *tab_shadow;
+  int *tab_len, *tab_hint;
+  long *tab_stamp;
+  long step;
+
+  // Activations, sized for max_batch_tokens rows.
+  float *x;                                // the residual stream, fp32
+  bf16 *xb, *qkv, *q, *att, *y, *hb, *h;   // normed input, projections, attention, FFN
+  float *logits;                           // [rows][vocab]
+  float *part_acc, *part_ml;               // split-KV partials
+  int part_cap;                            // (row, head, split) triples they hold
+
+  // The step's metadata on the device, and its two pinned host sets.
+  row_info *d_rows;
+  int *d_logit_src, *d_decode_rows;
+  prefill_item *d_items;
+  int2 *d_patches;
+  int d_patch_cap;
+  meta_set meta[2];
+
+  // Sampling: requests, penalties and masks staged in pinned memory; ids and logprobs back.
+  sample_row *h_srows, *d_srows;
+  int *h_ids, *d_ids;
+  float *h_lps, *d_lps;
+  int *h_pen, *d_pen; // tokens then counts, pen_cap each
+  float *d_pen_orig;
+  int pen_cap;
+  uint8_t *h_masks, *d_masks;
+  size_t mask_cap;
+
+  // The last step's logits on the host, copied on request.
+  float *h_logits;
+  size_t h_logits_cap;
+  int n_logit_rows, logits_on_host;
+
+  graph_entry graphs[MAX_GRAPHS];
+  int n_graphs, graph_max;
+};
+
+yaie_status cuda_forward(void *impl, const yaie_batch *batch, int n_rows, int n_logit_rows);
+yaie_status cuda_sample(void *impl, const yaie_sample_req *reqs, int n_reqs, int32_t *ids, float *logprobs);
+void cuda_graphs_free(cuda_context *ctx);
+
+// Grows a pinned host buffer and its device twin to hold at least `need` elements of `size`
+// bytes (contents are not kept).
+yaie_status grow_pair(void **host, void **dev, size_t *cap, size_t need, size_t size);
