@@ -1,23 +1,10 @@
-// The CUDA backend's entry point (yaie_cuda_backend, the one symbol libyaie looks up), its error
-// buffer, and the context's making and freeing: KV pages, page tables, activations, staging.
-#include <stdarg.h>
+// The CUDA backend's entry point (yaie_cuda_backend, the one symbol libyaie looks up) and the
+// context's making and freeing: KV pages, page tables, activations, staging.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "context.cuh"
-
-static thread_local char error_buf[1024];
-
-yaie_status cuda_fail(yaie_status status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(error_buf, sizeof error_buf, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-const char *cuda_last_error(void) { return error_buf; }
 
 static yaie_status cuda_probe(void) {
   int n = 0;

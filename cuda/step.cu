@@ -209,7 +209,7 @@ yaie_status cuda_forward(void *impl, const yaie_batch *b, int n_rows, int n_logi
   int r = 0, n_dec = 0, n_items = 0, lr = 0, n_patches = 0, max_len = 0, dec_identity = 1, logit_identity = 1;
   for (int s = 0; s < b->n_seqs; s++) {
     const yaie_seq *q = &b->seqs[s];
-    int table;
+    int table = 0;
     STATUS_TRY(table_for(ctx, s, q, ms, &n_patches, &table));
     int tc = ctx->use_prefill_tc && q->n_tokens > 1;
     for (int i = 0; i < q->n_tokens; i++) {

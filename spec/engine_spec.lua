@@ -15,44 +15,18 @@ local load_model = require("yaie.model").load
 -- ---------------------------------------------------------------------------------------------
 -- Models and workloads.
 
--- A llama2.c checkpoint with random weights: GQA when kv_heads < heads, a separate classifier
--- (negative vocab in the header), norm weights near 1.
-local function write_random_llama2c(path, s)
-  local f = assert(io.open(path, "wb"))
-  local head = s.dim / s.heads
-  local kv = s.kv_heads * head
-  local header = { s.dim, s.hidden, s.layers, s.heads, s.kv_heads, -s.vocab, s.ctx }
-  f:write(ffi.string(ffi.new("int32_t[7]", header), 28))
-  local state = s.seed or 12345
-  local function tensor(n, base, scale)
-    local buf = ffi.new("float[?]", n)
-    for i = 0, n - 1 do
-      state = (state * 1103515245 + 12345) % 2147483648
-      buf[i] = base + (state / 2147483648 - 0.5) * scale
-    end
-    f:write(ffi.string(buf, n * 4))
-  end
-  local d, h, L = s.dim, s.hidden, s.layers
-  tensor(s.vocab * d, 0, 2)
-  tensor(L * d, 1, 0.2)
-  tensor(L * d * d, 0, 0.4)
-  tensor(L * d * kv, 0, 0.4)
-  tensor(L * d * kv, 0, 0.4)
-  tensor(L * d * d, 0, 0.4)
-  tensor(L * d, 1, 0.2)
-  for _ = 1, 3 do tensor(L * d * h, 0, 0.3) end -- w1, w2, w3
-  tensor(d, 1, 0.2)
-  tensor(s.ctx * head, 0, 0) -- legacy RoPE tables, skipped by the loader
-  tensor(s.vocab * d, 0, 0.5) -- the classifier
-  f:close()
-end
+-- Random llama2.c checkpoints: GQA when kv_heads < heads, a separate classifier, weights large
+-- enough that greedy outputs vary from prompt to prompt.
+local write_random_llama2c = require "yaie.random_model"
 
 local dir
 local models = {}
 
 local function random_model(name, shape)
   local path = dir .. "/" .. name .. ".bin"
-  write_random_llama2c(path, shape)
+  local spec = { scale = 0.4, separate_classifier = true }
+  for k, v in pairs(shape) do spec[k] = v end
+  write_random_llama2c(path, spec)
   return load_model { model = path, tokenizer = false, threads = 1 }
 end
 

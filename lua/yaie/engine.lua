@@ -89,6 +89,9 @@ function Engine:submit(prompt, opts)
   if pages_needed > self.pool.total then
     error(("submit: a prompt of %d tokens needs %d pages; the pool holds %d"):format(#ids, pages_needed, self.pool.total), 2)
   end
+  if opts.max_tokens ~= nil and (type(opts.max_tokens) ~= "number" or opts.max_tokens < 0) then
+    error("submit: max_tokens must be a number >= 0, not " .. tostring(opts.max_tokens), 2)
+  end
   local req = Request.new(self, self.next_id, ids, opts)
   self.next_id = self.next_id + 1
   req.enqueued_step = self.scheduler.step_no

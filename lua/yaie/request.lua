@@ -49,6 +49,8 @@ function Request.new(engine, id, prompt_ids, opts)
     repetition_penalty = opts.repetition_penalty, frequency_penalty = opts.frequency_penalty,
     presence_penalty = opts.presence_penalty, seed = opts.seed or id,
   }, cfg.vocab_size)
+  -- Penalties count the prompt too, as in m:generate (and as llama.cpp and HF do).
+  for _, t in ipairs(prompt_ids) do lib.yaie_sampler_accept(self.sampler, t) end
   if tok then
     self.decoder = tok:decoder()
     for _, t in ipairs(prompt_ids) do self.decoder:push(t) end
@@ -145,7 +147,7 @@ function Request:append(id, logprob)
         local at = self.text:find(s, math.max(1, start - #s), true)
         if at then
           self.text = self.text:sub(1, at - 1)
-          reason = "stop"
+          reason, self.stopped_by_string = "stop", true
           break
         end
       end
@@ -158,7 +160,9 @@ end
 
 -- Called once when the request ends, whatever ended it.
 function Request:close(reason)
-  if self.decoder and reason ~= "stop" then
+  -- Bytes still held by the decoder (an unfinished character) belong to the text, unless a
+  -- stop string cut the text before them.
+  if self.decoder and not self.stopped_by_string then
     self.text = self.text .. self.decoder:flush()
   end
   local rest = emit(self, #self.text)

@@ -23,6 +23,9 @@ Scheduler.__index = Scheduler
 local RATIO_INIT, RATIO_MIN, RATIO_DECAY = 0.7, 0.1, 0.001
 
 function Scheduler.new(engine, opts)
+  if opts.max_running ~= nil and (type(opts.max_running) ~= "number" or opts.max_running < 1) then
+    error("engine: max_running must be a number >= 1, not " .. tostring(opts.max_running), 3)
+  end
   local chunk = opts.chunk_size
   if chunk ~= nil and (type(chunk) ~= "number" or not (chunk >= 1)) then
     error("engine: chunk_size must be a number >= 1 (math.huge for no limit), not " .. tostring(chunk), 3)

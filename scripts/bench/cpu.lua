@@ -12,34 +12,7 @@ for i = 1, #arg do
   if arg[i] == "--steps" then steps = tonumber(arg[i + 1]) end
 end
 
--- Writes a llama2.c checkpoint with small uniform random weights (norm weights 1) and a shared
--- classifier: the shape is all that matters for speed.
-local function write_random_llama2c(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(ffi.string(ffi.new("int32_t[7]", { s.dim, s.hidden, s.layers, s.heads, s.heads, s.vocab, s.ctx }), 28))
-  local state = 12345
-  local function tensor(n, ones)
-    local buf = ffi.new("float[?]", n)
-    for i = 0, n - 1 do
-      if ones then
-        buf[i] = 1
-      else
-        state = (state * 1103515245 + 12345) % 2147483648
-        buf[i] = (state / 2147483648 - 0.5) * 0.04
-      end
-    end
-    f:write(ffi.string(buf, n * 4))
-  end
-  local d, h, L, head = s.dim, s.hidden, s.layers, s.dim / s.heads
-  tensor(s.vocab * d)
-  tensor(L * d, true)
-  for _ = 1, 4 do tensor(L * d * d) end -- wq, wk, wv, wo
-  tensor(L * d, true)
-  for _ = 1, 3 do tensor(L * d * h) end -- w1, w2, w3
-  tensor(d, true)
-  tensor(s.ctx * head) -- legacy RoPE tables
-  f:close()
-end
+local write_random_llama2c = require "yaie.random_model"
 
 local function weight_bytes(cfg)
   local d, h, L = cfg.dim, cfg.hidden_dim, cfg.n_layers

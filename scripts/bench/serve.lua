@@ -14,7 +14,7 @@
 -- --repeats runs (default 2; the counts are the same every run).
 local yaie = require "yaie"
 local C = require "yaie.c"
-local write_random_llama2c = dofile(C.root .. "/scripts/bench/llama2c.lua")
+local write_random_llama2c = require "yaie.random_model"
 
 local quick, threads, repeats = false, 0, nil
 for i = 1, #arg do
