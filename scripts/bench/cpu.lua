@@ -47,7 +47,7 @@ local function bench(name, path)
   for pos = n_prefill, total - 1 do forward(pos, 1) end
   local decode_s = C.now() - t0
   local decode_tps = steps / decode_s
-  print(("| %-22s | %7.1fM | %9.1f | %8.1f | %7.2f |"):format(name, weight_bytes(cfg) / 4 / 1e6,
+  print(("| %-26s | %7.1fM | %13.1f | %12.1f | %6.2f |"):format(name, weight_bytes(cfg) / 4 / 1e6,
     n_prefill / prefill_s, decode_tps, decode_tps * weight_bytes(cfg) / 1e9))
 end
 
@@ -60,8 +60,8 @@ local shapes = {
 }
 print(("threads: %s, decode steps: %d, prefill: up to 256 tokens in one step"):format(
   threads == 0 and "all cores" or threads, steps))
-print("| model                  | params   | prefill tok/s | decode tok/s | GB/s |")
-print("|------------------------|----------|---------------|--------------|------|")
+print("| model                      | params   | prefill tok/s | decode tok/s | GB/s   |")
+print("|----------------------------|----------|---------------|--------------|--------|")
 local root = C.root
 bench("stories260K", root .. "/../shared/models/stories260K/stories260K.bin")
 for _, s in ipairs(shapes) do
@@ -87,8 +87,8 @@ if not ok then
 end
 local n_threads = threads > 0 and threads or tonumber(io.popen("nproc"):read("*l"))
 blas.openblas_set_num_threads(n_threads)
-print("\n| matmul m x k x n      | yaie GFLOP/s | OpenBLAS sgemm GFLOP/s | yaie / OpenBLAS |")
-print("|-----------------------|--------------|------------------------|-----------------|")
+print("\n| matmul m x k x n        | yaie GFLOP/s | OpenBLAS sgemm GFLOP/s | yaie / OpenBLAS |")
+print("|-------------------------|--------------|------------------------|-----------------|")
 for _, s in ipairs { { 1, 768, 2304 }, { 1, 768, 32000 }, { 64, 768, 2304 }, { 256, 768, 4096 }, { 256, 2048, 768 } } do
   local m, k, n = s[1], s[2], s[3]
   local x, w, y = ffi.new("float[?]", m * k), ffi.new("float[?]", n * k), ffi.new("float[?]", m * n)
@@ -104,5 +104,5 @@ for _, s in ipairs { { 1, 768, 2304 }, { 1, 768, 32000 }, { 64, 768, 2304 }, { 2
   local a = time(function() lib.yaie_matmul(y, x, w, m, k, n, n_threads) end)
   local b = time(function() blas.cblas_sgemm(101, 111, 112, m, n, k, 1, x, k, w, k, 0, y, n) end)
   local flops = 2 * m * k * n
-  print(("| %4d x %4d x %5d    | %12.1f | %22.1f | %15.2f |"):format(m, k, n, flops / a / 1e9, flops / b / 1e9, b / a))
+  print(("| %4d x %4d x %5d      | %12.1f | %22.1f | %15.2f |"):format(m, k, n, flops / a / 1e9, flops / b / 1e9, b / a))
 end

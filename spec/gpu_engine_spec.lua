@@ -1,0 +1,176 @@
+-- The engine's batching-invariance scenarios (spec/engine_spec.lua) on the CUDA backend (#gpu):
+-- each request, run by the scheduler among others (any page size, chunk size, cache setting,
+-- policy, with preemption), gets the greedy tokens it gets alone. The GPU's products are not
+-- batch-invariant (cuBLAS and the decode kernels pick their blocking by batch size), so a
+-- request may differ where two logits are within bf16 rounding of each other: every mismatch
+-- is printed with the reference's margin at the first differing step, and the spec asks that
+-- mismatches are rare and only at such near-ties.
+local H = require "helper"
+local yaie = require "yaie"
+local C = require "yaie.c"
+local ffi, lib = C.ffi, C.lib
+
+if lib.yaie_device_check(1) ~= 0 then
+  local why = ffi.string(lib.yaie_last_error())
+  describe("the engine on the GPU #gpu", function() pending("no usable GPU: " .. why) end)
+  return
+end
+
+local load_model = require("yaie.model").load
+local write_random_llama2c = require "yaie.random_model"
+local N = 48
+local NEAR_TIE = 0.05 -- logit margin (bf16 logits of order 10 round at about 0.03)
+
+local function lcg(seed)
+  local s = seed
+  return function(n)
+    s = (s * 1103515245 + 12345) % 2147483648
+    return math.floor(s / 65536) % n
+  end
+end
+
+-- Prompts over shared roots (so the radix cache has prefixes to reuse), 4..32 new tokens each.
+local function workload(vocab, n, seed, extra)
+  local rand = lcg(seed)
+  local function ids(len)
+    local t = {}
+    for i = 1, len do t[i] = 3 + rand(vocab - 3) end
+    return t
+  end
+  local roots = {}
+  for k = 1, 4 do roots[k] = ids(9 + 9 * k) end
+  local work = {}
+  for i = 1, n do
+    local p = {}
+    for _, t in ipairs(roots[i % 4 + 1]) do p[#p + 1] = t end
+    for _, t in ipairs(ids(i * 7 % 23)) do p[#p + 1] = t end
+    work[i] = { ids = p, max_tokens = (extra or 0) + 4 + i * 13 % 29 }
+  end
+  return work
+end
+
+-- Each request alone, through model:generate (one sequence, no scheduler); with the logits of
+-- every step's choice, to judge a mismatch.
+local function references(model, work)
+  local out = {}
+  for i, w in ipairs(work) do
+    local _, stats = model:generate(w.ids, { max_tokens = w.max_tokens, temperature = 0, ignore_eos = true })
+    out[i] = stats.tokens
+  end
+  return out
+end
+
+-- The reference's top-2 margin after a prefix (one forward on a fresh context).
+local function margin_after(model, prefix, a, b)
+  local ctx, params = model:context(#prefix + 1, 16, #prefix)
+  local pages = ffi.new("int32_t[?]", params.n_pages)
+  for i = 0, params.n_pages - 1 do pages[i] = i end
+  local arr = C.int32_array(prefix)
+  local seq = ffi.new("yaie_seq[1]", { { tokens = arr, n_tokens = #prefix, pos = 0, pages = pages,
+    n_pages = params.n_pages, all_logits = 0 } })
+  C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
+  local n = ffi.new("int[1]")
+  local l = lib.yaie_context_logits(ctx, n)
+  return math.abs(l[a] - l[b])
+end
+
+local function run_work(engine, work)
+  local reqs = {}
+  local half = math.ceil((#work + 6) / 2)
+  local function submit(from, to)
+    for i = from, to do
+      reqs[i] = engine:submit(work[i].ids, { max_tokens = work[i].max_tokens, temperature = 0, ignore_eos = true })
+    end
+  end
+  submit(1, 6)
+  engine:run()
+  submit(7, half)
+  for _ = 1, 3 do engine:step() end
+  submit(half + 1, #work)
+  engine:run()
+  return reqs
+end
+
+local totals = { requests = 0, mismatched = 0, not_near_tie = 0 }
+
+-- Counts mismatches; each must be at a near-tie of the reference.
+local function compare(model, work, expected, reqs, label)
+  for i, r in ipairs(reqs) do
+    assert.are.equal("finished", r.state, label)
+    totals.requests = totals.requests + 1
+    local want, got = expected[i], r.tokens
+    for k = 1, math.max(#want, #got) do
+      if want[k] ~= got[k] then
+        totals.mismatched = totals.mismatched + 1
+        local prefix = {}
+        for _, t in ipairs(work[i].ids) do prefix[#prefix + 1] = t end
+        for j = 1, k - 1 do prefix[#prefix + 1] = want[j] end
+        local m = (want[k] and got[k]) and margin_after(model, prefix, want[k], got[k]) or math.huge
+        if m > NEAR_TIE then totals.not_near_tie = totals.not_near_tie + 1 end
+        print(("  %s: request %d differs at step %d (%s vs %s), reference margin %.4f"):format(
+          label, i, k, tostring(want[k]), tostring(got[k]), m))
+        break
+      end
+    end
+  end
+end
+
+describe("the engine on the GPU #gpu", function()
+  local dir, models = H.tmpdir(), {}
+  setup(function()
+    models.stories = load_model { model = H.stories .. "/stories260K.gguf", device = "cuda" }
+    local path = dir .. "/gqa.bin"
+    write_random_llama2c(path, { dim = 128, hidden = 320, layers = 4, heads = 8, kv_heads = 2, vocab = 512,
+      ctx = 512, seed = 7, scale = 0.4, separate_classifier = true })
+    models.gqa = load_model { model = path, tokenizer = false, device = "cuda" }
+  end)
+  teardown(function()
+    os.execute("rm -rf " .. H.quote(dir))
+    print(("  GPU batching invariance: %d requests, %d differ from their solo run, %d of those not at a near-tie")
+      :format(totals.requests, totals.mismatched, totals.not_near_tie))
+  end)
+
+  for _, name in ipairs { "stories", "gqa" } do
+    it("gives each request the tokens it gets alone (up to near-ties), on " .. name, function()
+      local model = models[name]
+      local work = workload(512, N, name == "gqa" and 1 or 5)
+      local expected = references(model, work)
+      local k = 0
+      for _, ps in ipairs { 1, 16 } do
+        for _, chunk in ipairs { 1, 7, 64, math.huge } do
+          for _, cache in ipairs { true, false } do
+            k = k + 1
+            local cfg = { model = model, device = "cuda", check = true, page_size = ps, chunk_size = chunk,
+              radix_cache = cache, kv_pages = ps == 1 and 8192 or 512, max_running = (k % 3 == 0) and 12 or nil,
+              policy = ({ "lpm", "fcfs", "dfs_weight", "lof" })[k % 4 + 1] }
+            local engine = yaie.engine(cfg)
+            local reqs = run_work(engine, work)
+            compare(model, work, expected, reqs, ("%s ps=%d chunk=%s cache=%s"):format(name, ps, tostring(chunk),
+              tostring(cache)))
+            assert.are.equal(0, engine:stats().preemptions)
+          end
+        end
+      end
+      assert.are.equal(0, totals.not_near_tie)
+    end)
+  end
+
+  it("gives the same tokens (up to near-ties) when a small pool preempts and recomputes", function()
+    local model = models.gqa
+    local work = workload(512, N, 3, 40)
+    local expected = references(model, work)
+    local longest = 0
+    for _, w in ipairs(work) do longest = math.max(longest, #w.ids + w.max_tokens) end
+    for _, cfg in ipairs {
+      { page_size = 16, kv_pages = math.ceil(longest / 16) + 2, radix_cache = true, chunk_size = 7 },
+      { page_size = 1, kv_pages = longest + 24, radix_cache = false, chunk_size = 1, policy = "fcfs" },
+    } do
+      cfg.model, cfg.device, cfg.check = model, "cuda", true
+      local engine = yaie.engine(cfg)
+      local reqs = run_work(engine, work)
+      compare(model, work, expected, reqs, ("preempting ps=%d"):format(cfg.page_size))
+      assert.is_true(engine:stats().preemptions > 0)
+    end
+    assert.are.equal(0, totals.not_near_tie)
+  end)
+end)
