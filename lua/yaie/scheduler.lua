@@ -326,18 +326,16 @@ function Scheduler:plan()
     end
     for _, req in ipairs(self:ordered_waiting(ctx)) do
       if budget <= 0 or #self.running >= self.max_running then break end
-      local span = 0
+      -- (A request sharing a prefix that is being prefilled waits; the next one may go.)
       if not self:shares_prefill(req, prefilling) then
-        span = self:admit(req, budget, chunk, reserved)
+        local span = self:admit(req, budget, chunk, reserved)
         if span == 0 then break end
-      end
-      if span > 0 then
-      prefilling[#prefilling + 1] = req
-      admitted[req] = true
-      self.running[#self.running + 1] = req
-      plan[#plan + 1] = { req, span }
-      budget = budget - span
-      reserved = self:reserved_pages()
+        prefilling[#prefilling + 1] = req
+        admitted[req] = true
+        self.running[#self.running + 1] = req
+        plan[#plan + 1] = { req, span }
+        budget = budget - span
+        reserved = self:reserved_pages()
       end
     end
     if next(admitted) then
