@@ -15,20 +15,26 @@
 #define ROWS_THREADS 128
 #define ROWS_TILE 128
 #define ROWS_GMAX 8
-#define ROWS_MAX_HEAD_DIM 256
 
+// HD: the head size (0: any multiple of 8 up to 256, read at run time); GM: the most query heads
+// a block serves (the group, rounded up to a power of two, at most 8). Both fixed at compile time
+// let the loops over a K/V row unroll, so each thread has its 16-byte loads in flight together,
+// and keep the accumulators (GM x 8 floats) in registers.
+template <int HD, int GM>
 __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, const int *row_list, int n_splits,
                                                                  float *part_acc, float *part_ml) {
-  __shared__ float qs[ROWS_GMAX][ROWS_MAX_HEAD_DIM];
-  __shared__ float sc[ROWS_GMAX][ROWS_TILE];
-  __shared__ float red[ROWS_THREADS * ROWS_GMAX * 8];
-  __shared__ float stat[2][ROWS_GMAX];
+  constexpr int HDMAX = HD ? HD : 256;
+  __shared__ float qs[GM][HDMAX];
+  __shared__ float sc[GM][ROWS_TILE];
+  __shared__ float red[ROWS_THREADS * GM * 8];
+  __shared__ size_t vofs[ROWS_TILE]; // each tile key's V row, as an offset from the pool's base
+  __shared__ float stat[2][GM];
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int hd = a.head_dim, group = a.n_heads / a.n_kv_heads;
-  const int subs = (group + ROWS_GMAX - 1) / ROWS_GMAX;
+  const int hd = HD ? HD : a.head_dim, group = a.n_heads / a.n_kv_heads;
+  const int subs = (group + GM - 1) / GM;
   const int kvh = blockIdx.x / subs, sub = blockIdx.x % subs;
-  const int h0 = kvh * group + sub * ROWS_GMAX;
-  const int ng = min(ROWS_GMAX, group - sub * ROWS_GMAX);
+  const int h0 = kvh * group + sub * GM;
+  const int ng = min(GM, group - sub * GM);
   const int split = blockIdx.y, ri = blockIdx.z;
   const int row = row_list ? row_list[ri] : ri;
   const row_info info = a.rows[row];
@@ -39,16 +45,21 @@ __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, co
   chunk = (chunk + 15) & ~15;
   const int start = split * chunk, end = min(len, start + chunk);
   const int q_dim = a.n_heads * hd;
+  const size_t v_delta = (size_t)a.kv.n_kv_heads * ps * hd; // V's block follows K's in a page
 
-  for (int i = tid; i < ng * hd; i += ROWS_THREADS) {
-    int g = i / hd, d = i % hd;
-    qs[g][d] = __bfloat162float(a.q[(size_t)row * q_dim + (size_t)(h0 + g) * hd + d]) * a.scale;
-  }
   const int chunks = hd / 8, n_str = ROWS_THREADS / chunks;
-  const int my_chunk = tid % chunks, stripe = tid / chunks;
-  float acc[ROWS_GMAX][8], lsum[ROWS_GMAX], m_run[ROWS_GMAX];
+  for (int i = tid; i < ng * chunks; i += ROWS_THREADS) {
+    int g = i / chunks, c = i % chunks;
+    float f[8];
+    bf16x8_to_float(*reinterpret_cast<const uint4 *>(a.q + (size_t)row * q_dim + (size_t)(h0 + g) * hd + c * 8), f);
 #pragma unroll
-  for (int g = 0; g < ROWS_GMAX; g++) {
+    for (int e = 0; e < 8; e++)
+      qs[g][c * 8 + e] = f[e] * a.scale;
+  }
+  const int my_chunk = tid % chunks, stripe = tid / chunks;
+  float acc[GM][8], lsum[GM], m_run[GM];
+#pragma unroll
+  for (int g = 0; g < GM; g++) {
     lsum[g] = 0.0f;
     m_run[g] = -INFINITY;
 #pragma unroll
@@ -59,19 +70,22 @@ __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, co
 
   for (int t0 = start; t0 < end; t0 += ROWS_TILE) {
     const int tile_n = min(ROWS_TILE, end - t0);
-    // Scores: thread tid takes key t0 + tid.
-    float s[ROWS_GMAX];
+    // Scores: thread tid takes key t0 + tid, its whole K row.
+    float s[GM];
 #pragma unroll
-    for (int g = 0; g < ROWS_GMAX; g++)
+    for (int g = 0; g < GM; g++)
       s[g] = 0.0f;
     if (tid < tile_n) {
       int j = t0 + tid;
-      const bf16 *k = a.kv.base + a.kv.offset(table[j / ps], a.layer, 0, kvh, j % ps);
-      for (int c = 0; c < chunks; c++) {
-        float kf[8];
-        bf16x8_to_float(*reinterpret_cast<const uint4 *>(k + c * 8), kf);
+      size_t off = a.kv.offset(table[j / ps], a.layer, 0, kvh, j % ps);
+      vofs[tid] = off + v_delta;
+      const uint4 *k = reinterpret_cast<const uint4 *>(a.kv.base + off);
 #pragma unroll
-        for (int g = 0; g < ROWS_GMAX; g++) {
+      for (int c = 0; c < (HD ? HD / 8 : chunks); c++) {
+        float kf[8];
+        bf16x8_to_float(k[c], kf);
+#pragma unroll
+        for (int g = 0; g < GM; g++) {
           if (g < ng) {
             const float *q = &qs[g][c * 8];
 #pragma unroll
@@ -82,11 +96,11 @@ __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, co
       }
     }
 #pragma unroll
-    for (int g = 0; g < ROWS_GMAX; g++)
+    for (int g = 0; g < GM; g++)
       if (g < ng)
         sc[g][tid] = tid < tile_n ? s[g] : -INFINITY;
     __syncthreads();
-    // The tile's max per head: warp w takes heads w and w + 4.
+    // The tile's max per head: warp w takes heads w, w + 4.
     for (int g = warp; g < ng; g += ROWS_THREADS / 32) {
       float mx = -INFINITY;
       for (int j = lane; j < ROWS_TILE; j += 32)
@@ -96,31 +110,29 @@ __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, co
         stat[0][g] = mx;
     }
     __syncthreads();
-    float alpha[ROWS_GMAX];
 #pragma unroll
-    for (int g = 0; g < ROWS_GMAX; g++) {
+    for (int g = 0; g < GM; g++) {
       if (g < ng) {
         float m_new = fmaxf(m_run[g], stat[0][g]);
-        alpha[g] = __expf(m_run[g] - m_new); // 0 on the first tile (m_run = -inf)
+        float alpha = __expf(m_run[g] - m_new); // 0 on the first tile (m_run = -inf)
         m_run[g] = m_new;
         float p = tid < tile_n ? __expf(sc[g][tid] - m_new) : 0.0f;
-        lsum[g] = lsum[g] * alpha[g] + p;
+        lsum[g] = lsum[g] * alpha + p;
         sc[g][tid] = p;
 #pragma unroll
         for (int e = 0; e < 8; e++)
-          acc[g][e] *= alpha[g];
+          acc[g][e] *= alpha;
       }
     }
     __syncthreads();
-    // P.V: this thread's chunk of head_dim over its stripe of the tile's keys.
+    // P.V: this thread's 8-element chunk of head_dim over its stripe of the tile's keys.
     if (stripe < n_str) {
+#pragma unroll 4
       for (int jj = stripe; jj < tile_n; jj += n_str) {
-        int j = t0 + jj;
-        const bf16 *v = a.kv.base + a.kv.offset(table[j / ps], a.layer, 1, kvh, j % ps) + my_chunk * 8;
         float vf[8];
-        bf16x8_to_float(*reinterpret_cast<const uint4 *>(v), vf);
+        bf16x8_to_float(*reinterpret_cast<const uint4 *>(a.kv.base + vofs[jj] + my_chunk * 8), vf);
 #pragma unroll
-        for (int g = 0; g < ROWS_GMAX; g++) {
+        for (int g = 0; g < GM; g++) {
           if (g < ng) {
             float p = sc[g][jj];
 #pragma unroll
@@ -136,14 +148,14 @@ __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, co
   // Sum the stripes' accumulators, and the threads' partial sums of p.
   if (stripe < n_str) {
 #pragma unroll
-    for (int g = 0; g < ROWS_GMAX; g++)
+    for (int g = 0; g < GM; g++)
       if (g < ng)
 #pragma unroll
         for (int e = 0; e < 8; e++)
-          red[(stripe * ROWS_GMAX + g) * hd + my_chunk * 8 + e] = acc[g][e];
+          red[(stripe * GM + g) * hd + my_chunk * 8 + e] = acc[g][e];
   }
 #pragma unroll
-  for (int g = 0; g < ROWS_GMAX; g++) {
+  for (int g = 0; g < GM; g++) {
     float l = warp_sum(lsum[g]);
     if (lane == 0 && g < ng)
       sc[g][warp] = l;
@@ -155,7 +167,7 @@ __global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, co
     int g = i / hd, d = i % hd;
     float o = 0.0f;
     for (int st = 0; st < n_str; st++)
-      o += red[(st * ROWS_GMAX + g) * hd + d];
+      o += red[(st * GM + g) * hd + d];
     float l = 0.0f;
     for (int w = 0; w < ROWS_THREADS / 32; w++)
       l += sc[g][w];
@@ -196,19 +208,48 @@ __global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_spli
   }
 }
 
+static int heads_per_block(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : ROWS_GMAX; }
+
 int attention_rows_splits(int n_rows, int n_kv_heads, int group, int sms, int max_len) {
-  long blocks = (long)n_rows * n_kv_heads * ((group + ROWS_GMAX - 1) / ROWS_GMAX);
+  int gm = heads_per_block(group);
+  long blocks = (long)n_rows * n_kv_heads * ((group + gm - 1) / gm);
+  if (blocks < 1)
+    return 1;
   long want = (4L * sms + blocks - 1) / blocks;
   long by_len = (max_len + 63) / 64; // at least 64 keys a part
   long n = want < by_len ? want : by_len;
   return (int)(n < 1 ? 1 : n > 32 ? 32 : n);
 }
 
+template <int HD, int GM>
+static void launch_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc, float *part_ml,
+                        cudaStream_t s) {
+  int group = a.n_heads / a.n_kv_heads;
+  dim3 grid(a.n_kv_heads * ((group + GM - 1) / GM), n_splits, n);
+  attn_rows_kernel<HD, GM><<<grid, ROWS_THREADS, 0, s>>>(a, row_list, n_splits, part_acc, part_ml);
+}
+
+template <int HD>
+static void launch_rows_hd(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
+                           float *part_ml, cudaStream_t s) {
+  switch (heads_per_block(a.n_heads / a.n_kv_heads)) {
+  case 1: launch_rows<HD, 1>(a, row_list, n, n_splits, part_acc, part_ml, s); break;
+  case 2: launch_rows<HD, 2>(a, row_list, n, n_splits, part_acc, part_ml, s); break;
+  case 4: launch_rows<HD, 4>(a, row_list, n, n_splits, part_acc, part_ml, s); break;
+  default: launch_rows<HD, ROWS_GMAX>(a, row_list, n, n_splits, part_acc, part_ml, s); break;
+  }
+}
+
 void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
                            float *part_ml, cudaStream_t s) {
-  int group = a.n_heads / a.n_kv_heads, subs = (group + ROWS_GMAX - 1) / ROWS_GMAX;
-  dim3 grid(a.n_kv_heads * subs, n_splits, n);
-  attn_rows_kernel<<<grid, ROWS_THREADS, 0, s>>>(a, row_list, n_splits, part_acc, part_ml);
+  if (n < 1)
+    return;
+  if (a.head_dim == 64)
+    launch_rows_hd<64>(a, row_list, n, n_splits, part_acc, part_ml, s);
+  else if (a.head_dim == 128)
+    launch_rows_hd<128>(a, row_list, n, n_splits, part_acc, part_ml, s);
+  else
+    launch_rows_hd<0>(a, row_list, n, n_splits, part_acc, part_ml, s);
   if (n_splits > 1)
     attn_combine_kernel<<<dim3(a.n_heads, n), a.head_dim < 128 ? a.head_dim : 128, 0, s>>>(a, row_list, n_splits,
                                                                                            part_acc, part_ml);

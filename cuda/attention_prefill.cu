@@ -1,8 +1,9 @@
 // Attention for prefill chunks on tensor cores (FlashAttention-2 style, mma.sync bf16): one block
-// of 4 warps takes 64 query rows of one chunk and one head; each warp owns 16 rows. Per tile of 64
-// keys, K and V are gathered from the KV pages into shared memory with cp.async (K first, so the
-// scores start while V lands), S = Q K^T runs on tensor cores, the online softmax keeps each row's
-// max and sum in registers, and P (rounded to bf16) times V accumulates into fp32 registers.
+// of 4 warps takes 64 query rows of one chunk and one head; each warp owns 16 rows. Tiles of 64
+// keys' K and V are gathered from the KV pages into shared memory with cp.async, double-buffered
+// (the next tile loads while this one computes), S = Q K^T runs on tensor cores, the online
+// softmax keeps each row's max and sum in registers, and P (rounded to bf16) times V accumulates
+// into fp32 registers.
 // Keys run from position 0 (the cached prefix) to the chunk's last query, causally masked.
 #include <math.h>
 
@@ -70,7 +71,8 @@ template <int HD>
 __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(attn_args a, const prefill_item *items) {
   constexpr int LD = HD + 8; // padded rows: ldmatrix's 8 row addresses fall in distinct banks
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  bf16 *Qs = reinterpret_cast<bf16 *>(smem_raw), *Ks = Qs + PF_BM * LD, *Vs = Ks + PF_BN * LD;
+  bf16 *Qs = reinterpret_cast<bf16 *>(smem_raw); // then K0, V0, K1, V1
+  auto k_buf = [&](int b) { return Qs + (PF_BM + 2 * b * PF_BN) * LD; };
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
   const prefill_item it = items[blockIdx.x];
   const int h = blockIdx.y, kvh = h / (a.n_heads / a.n_kv_heads);
@@ -101,13 +103,19 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(attn_args a, c
   const int qpos0 = it.pos0 + it.q0 + warp * 16 + g, qpos1 = qpos0 + 8;
   const float sl2 = a.scale * 1.4426950408889634f; // scores in log2 units for exp2f
 
-  for (int k0 = 0; k0 < n_keys; k0 += PF_BN) {
-    __syncthreads(); // the previous tile is consumed
-    load_kv_tile<HD, LD>(Ks, a, table, kvh, 0, k0, n_keys);
-    cp_async_commit();
-    load_kv_tile<HD, LD>(Vs, a, table, kvh, 1, k0, n_keys);
-    cp_async_commit();
-    cp_async_wait<1>();
+  load_kv_tile<HD, LD>(k_buf(0), a, table, kvh, 0, 0, n_keys);
+  load_kv_tile<HD, LD>(k_buf(0) + PF_BN * LD, a, table, kvh, 1, 0, n_keys);
+  cp_async_commit();
+  for (int k0 = 0, buf = 0; k0 < n_keys; k0 += PF_BN, buf ^= 1) {
+    const bf16 *Ks = k_buf(buf), *Vs = Ks + PF_BN * LD;
+    if (k0 + PF_BN < n_keys) { // prefetch the next tile into the other buffer
+      load_kv_tile<HD, LD>(k_buf(buf ^ 1), a, table, kvh, 0, k0 + PF_BN, n_keys);
+      load_kv_tile<HD, LD>(k_buf(buf ^ 1) + PF_BN * LD, a, table, kvh, 1, k0 + PF_BN, n_keys);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
 
     float s[PF_BN / 8][4];
@@ -170,8 +178,6 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(attn_args a, c
       o[i][3] *= al1;
     }
 
-    cp_async_wait<0>();
-    __syncthreads();
 #pragma unroll
     for (int kc = 0; kc < PF_BN / 16; kc++) {
       uint32_t pa[4] = {pack_bf16(s[2 * kc][0], s[2 * kc][1]), pack_bf16(s[2 * kc][2], s[2 * kc][3]),
@@ -184,6 +190,7 @@ __global__ void __launch_bounds__(PF_THREADS) attn_prefill_kernel(attn_args a, c
         mma_bf16(o[2 * dn + 1], pa, b[2], b[3]);
       }
     }
+    __syncthreads(); // every warp is done with this buffer before it is refilled
   }
 
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
@@ -208,7 +215,7 @@ bool attention_prefill_supported(int head_dim) { return head_dim == 64 || head_d
 
 template <int HD> static void launch_hd(const attn_args &a, const prefill_item *items, int n_items, cudaStream_t s) {
   constexpr int LD = HD + 8;
-  size_t smem = (size_t)(PF_BM + 2 * PF_BN) * LD * sizeof(bf16);
+  size_t smem = (size_t)(PF_BM + 4 * PF_BN) * LD * sizeof(bf16);
   static bool configured = false; // the attribute is per function, per device; one GPU per process
   if (!configured) {
     cudaFuncSetAttribute(attn_prefill_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);

@@ -1,7 +1,8 @@
 // After the QKV projection, one pass per row: bias (Qwen2), Q/K RMSNorm per head (Qwen3), RoPE
 // in either layout (llama3 scaling is already in inv_freq), then Q out for attention and K, V
-// into the row's slot of its KV page. A warp takes one head at a time through shared memory,
-// since the half layout pairs elements head_dim / 2 apart.
+// into the row's slot of its KV page. A warp takes one head through shared memory, since the half
+// layout pairs elements head_dim / 2 apart; blockIdx.y picks the block's heads, so that a decode
+// step of one sequence still spreads its heads over many multiprocessors.
 #include "kernels.cuh"
 
 #define QKV_WARPS 4
@@ -17,7 +18,7 @@ __global__ void __launch_bounds__(QKV_WARPS * 32) qkv_rope_kernel(qkv_args a) {
   int page = a.tables[(size_t)info.table * a.max_pages + info.pos / a.kv.page_size];
   int slot = info.pos % a.kv.page_size;
   float *v = buf[warp];
-  for (int hh = warp; hh < a.n_heads + 2 * a.n_kv_heads; hh += QKV_WARPS) {
+  for (int hh = blockIdx.y * QKV_WARPS + warp; hh < a.n_heads + 2 * a.n_kv_heads; hh += gridDim.y * QKV_WARPS) {
     int kind = hh < a.n_heads ? 0 : hh < a.n_heads + a.n_kv_heads ? 1 : 2; // Q, K, V
     int off = hh * hd;
     for (int d = lane; d < hd; d += 32)
@@ -56,5 +57,8 @@ __global__ void __launch_bounds__(QKV_WARPS * 32) qkv_rope_kernel(qkv_args a) {
 }
 
 void launch_qkv_rope(const qkv_args &a, int n_rows, cudaStream_t s) {
-  qkv_rope_kernel<<<n_rows, QKV_WARPS * 32, 0, s>>>(a);
+  int head_blocks = ceil_div(a.n_heads + 2 * a.n_kv_heads, QKV_WARPS);
+  // Enough blocks to fill the GPU, whatever the number of rows.
+  int split = n_rows >= 256 ? 1 : head_blocks < 256 / n_rows ? head_blocks : 256 / n_rows;
+  qkv_rope_kernel<<<dim3(n_rows, split < 1 ? 1 : split), QKV_WARPS * 32, 0, s>>>(a);
 }

@@ -760,6 +760,7 @@ int main(int argc, char **argv) {
 
   for (int small : {0, 8}) {
     test_gemm(blas, 1, 1000, 512, 0, small);
+    test_gemm(blas, 2, 300, 8192, 0, small);
     test_gemm(blas, 3, 777, 1024, 0, small);
     test_gemm(blas, 8, 256, 4096, 1, small);
     test_gemm(blas, 2, 512, 64, 1, small);

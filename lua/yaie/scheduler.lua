@@ -59,17 +59,24 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- Policy: ordering the waiting queue, checked, with fcfs as the fallback for a broken policy.
 
+-- What a policy sees: one table per scheduler, its counters refreshed each step (made once, so
+-- that planning a step creates no closures, which LuaJIT cannot compile).
 function Scheduler:context()
-  local sched = self
-  return {
-    tree = self.tree, pool = self.pool, engine = self.engine, step = self.step_no,
-    page_size = self.page_size, running = #self.running, waiting = #self.waiting,
-    prefix_len = function(r) return sched.cache and sched.tree:peek(r.all) or 0 end,
-    random = function(n)
-      sched.rng_state = (sched.rng_state * 1103515245 + 12345) % 2147483648
-      return sched.rng_state % n + 1
-    end,
-  }
+  local ctx = self.ctx
+  if not ctx then
+    local sched = self
+    ctx = {
+      tree = self.tree, pool = self.pool, engine = self.engine, page_size = self.page_size,
+      prefix_len = function(r) return sched.cache and sched.tree:peek(r.all) or 0 end,
+      random = function(n)
+        sched.rng_state = (sched.rng_state * 1103515245 + 12345) % 2147483648
+        return sched.rng_state % n + 1
+      end,
+    }
+    self.ctx = ctx
+  end
+  ctx.step, ctx.running, ctx.waiting = self.step_no, #self.running, #self.waiting
+  return ctx
 end
 
 -- Indexes 1..n, not ipairs: a list with a hole (w[1] = nil) keeps its length and would pass.
@@ -235,12 +242,14 @@ function Scheduler:admit(req, budget, chunk, reserved)
     self:release(req)
     return 0
   end
+  -- Every admission counts, re-admissions after a preemption too (their tokens so far are
+  -- their prompt), so the hit rate shows what recomputation costs.
   if not req.admitted_once then
     req.admitted_once = true
     req.meta.cached_tokens = m
-    self.counters.prompt_tokens = self.counters.prompt_tokens + #req.prompt_tokens
-    self.counters.cached_tokens = self.counters.cached_tokens + math.min(m, #req.prompt_tokens)
   end
+  self.counters.prompt_tokens = self.counters.prompt_tokens + #req.all
+  self.counters.cached_tokens = self.counters.cached_tokens + m
   req.state = "running"
   return span
 end

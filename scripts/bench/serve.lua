@@ -222,8 +222,8 @@ local t_all = C.now()
 print(f("threads: %s, page size %d, best of %d runs%s", threads == 0 and "all cores" or threads, PAGE,
   REPEATS, quick and ", --quick (smaller workloads)" or ""))
 print()
-print(f("Shared prefix: %d requests = one %d-token prefix + %d unique tokens, %d new tokens each; max_batch_tokens 512",
-  W.n_shared, W.prefix, W.unique, W.new))
+print(f("Shared prefix: %d requests = one %d-token prefix + %d unique tokens, %d new tokens each; max_batch_tokens 512; " ..
+  "least possible prefill %d tokens", W.n_shared, W.prefix, W.unique, W.new, W.prefix + W.n_shared * W.unique))
 print()
 local rows = {}
 for _, m in ipairs(models) do shared_prefix(m[1], m[2], rows) end
@@ -232,7 +232,8 @@ print_table({ "model", "radix", "prompt tokens", "prefill computed", "hit rate",
 
 print()
 print(f("Policies: %d groups x %d requests (%d-token prefix + %d unique, %d new tokens) in a shuffled order; " ..
-  "pool of %d pages of %d (two groups)", W.groups, W.per_group, W.prefix, W.unique, W.new, 2 * group_pages(), PAGE))
+  "pool of %d pages of %d (two groups); least possible prefill %d tokens", W.groups, W.per_group, W.prefix, W.unique,
+  W.new, 2 * group_pages(), PAGE, W.groups * (W.prefix + W.per_group * W.unique)))
 print()
 rows = {}
 for _, m in ipairs(models) do policies(m[1], m[2], rows) end
