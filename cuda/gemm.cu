@@ -21,6 +21,25 @@ __device__ __forceinline__ uint4 load_stream(const bf16 *p) {
   return v;
 }
 
+// 8 elements of row m of x as floats; with GLU, x's rows hold gate then up (2k wide) and the
+// element is silu(gate) * up: the down projection reads the FFN's two halves directly.
+template <bool GLU>
+__device__ __forceinline__ void load_x8(float *f, const bf16 *x, int m, int k, int word) {
+  if (GLU) {
+    const bf16 *row = x + (size_t)m * 2 * k + (size_t)word * 8;
+    float g[8], u[8];
+    bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(row)), g);
+    bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(row + k)), u);
+#pragma unroll
+    for (int e = 0; e < 8; e++)
+      f[e] = g[e] / (1.0f + __expf(-g[e])) * u[e];
+  } else {
+    bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)word * 8)), f);
+  }
+}
+
+// x as raw bf16 (the plain product: converting inside keeps the register count, and so the
+// occupancy, of the kernel that streams W) or as floats (the fused SwiGLU).
 __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
   const __nv_bfloat162 *x = reinterpret_cast<const __nv_bfloat162 *>(&a);
   const __nv_bfloat162 *y = reinterpret_cast<const __nv_bfloat162 *>(&b);
@@ -34,11 +53,20 @@ __device__ __forceinline__ float dot8(uint4 a, uint4 b) {
   return s;
 }
 
+__device__ __forceinline__ float dot8(uint4 w, const float *x) {
+  float wf[8], s = 0.0f;
+  bf16x8_to_float(w, wf);
+#pragma unroll
+  for (int e = 0; e < 8; e++)
+    s = fmaf(wf[e], x[e], s);
+  return s;
+}
+
 // A block computes SMALL_ROWS outputs for the M rows of x, its threads striding over k in 16-byte
 // words (a warp reads 512 contiguous bytes of a weight row per load), two strides at a time so
 // that 2 x SMALL_ROWS loads of W are in flight per thread; warps' partial sums meet in shared
 // memory. Many small blocks keep every multiprocessor busy even for a 1024-row matrix.
-template <int M, typename T>
+template <int M, typename T, bool GLU>
 __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k) {
   __shared__ float part[SMALL_WARPS][SMALL_ROWS][M];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -66,10 +94,18 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
     for (int u = 0; u < 2; u++) {
 #pragma unroll
       for (int m = 0; m < M; m++) {
-        uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)(c + u * SMALL_THREADS) * 8));
+        if constexpr (GLU) {
+          float xf[8];
+          load_x8<true>(xf, x, m, k, c + u * SMALL_THREADS);
 #pragma unroll
-        for (int r = 0; r < SMALL_ROWS; r++)
-          acc[r][m] += dot8(wv[u][r], xv);
+          for (int r = 0; r < SMALL_ROWS; r++)
+            acc[r][m] += dot8(wv[u][r], xf);
+        } else {
+          uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)(c + u * SMALL_THREADS) * 8));
+#pragma unroll
+          for (int r = 0; r < SMALL_ROWS; r++)
+            acc[r][m] += dot8(wv[u][r], xv);
+        }
       }
     }
   }
@@ -80,10 +116,11 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
       wv[r] = load_stream(wr[r] + (size_t)c * 8);
 #pragma unroll
     for (int m = 0; m < M; m++) {
-      uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)c * 8));
+      float xf[8];
+      load_x8<GLU>(xf, x, m, k, c);
 #pragma unroll
       for (int r = 0; r < SMALL_ROWS; r++)
-        acc[r][m] += dot8(wv[r], xv);
+        acc[r][m] += dot8(wv[r], xf); // the tail: once per thread at most
     }
   }
 #pragma unroll
@@ -106,38 +143,99 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
   }
 }
 
-template <int M>
-static void launch_small_m(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s) {
-  int blocks = ceil_div(n, SMALL_ROWS);
-  if (y_f32)
-    gemm_small_kernel<M, float><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
-  else
-    gemm_small_kernel<M, bf16><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+// For one row of x and a tall matrix (the FFN's gate/up, the classifier): each warp owns two
+// weight rows over all of k, four strides of loads in flight, no block-wide reduction. Measured
+// a few percent faster than the split-k blocks above when n is large (scripts/device/run.sh kbench).
+#define ROWS_PER_WARP 2
+template <typename T>
+__global__ void __launch_bounds__(SMALL_THREADS) gemm_rows_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int n0 = (blockIdx.x * SMALL_WARPS + warp) * ROWS_PER_WARP;
+  if (n0 >= n)
+    return;
+  const int words = k / 8;
+  const bf16 *w0 = w + (size_t)n0 * k, *w1 = w + (size_t)min(n0 + 1, n - 1) * k;
+  float a0 = 0.0f, a1 = 0.0f;
+  int c = lane;
+  for (; c + 96 < words; c += 128) {
+    uint4 v0[4], v1[4];
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      v0[u] = load_stream(w0 + (size_t)(c + 32 * u) * 8);
+      v1[u] = load_stream(w1 + (size_t)(c + 32 * u) * 8);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+      uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)(c + 32 * u) * 8));
+      a0 += dot8(v0[u], xv);
+      a1 += dot8(v1[u], xv);
+    }
+  }
+  for (; c < words; c += 32) {
+    uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)c * 8));
+    a0 += dot8(load_stream(w0 + (size_t)c * 8), xv);
+    a1 += dot8(load_stream(w1 + (size_t)c * 8), xv);
+  }
+  a0 = warp_sum(a0);
+  a1 = warp_sum(a1);
+  if (lane == 0) {
+    store_out<T>(y + n0, a0);
+    if (n0 + 1 < n)
+      store_out<T>(y + n0 + 1, a1);
+  }
 }
 
-void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s) {
+template <int M, bool GLU>
+static void launch_small_m(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s) {
+  if (M == 1 && !GLU && n >= 16384) {
+    int blocks = ceil_div(n, SMALL_WARPS * ROWS_PER_WARP);
+    if (y_f32)
+      gemm_rows_kernel<float><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
+    else
+      gemm_rows_kernel<bf16><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+    return;
+  }
+  int blocks = ceil_div(n, SMALL_ROWS);
+  if (y_f32)
+    gemm_small_kernel<M, float, GLU><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
+  else
+    gemm_small_kernel<M, bf16, GLU><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+}
+
+template <bool GLU>
+static void launch_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s) {
   // Rows beyond a supported M go in further launches of the largest kernel.
   size_t out_size = y_f32 ? sizeof(float) : sizeof(bf16);
   while (m > 0) {
     int take = m >= 8 ? 8 : m >= 4 ? 4 : m >= 2 ? 2 : 1;
     switch (take) {
-    case 8: launch_small_m<8>(y, y_f32, x, w, n, k, s); break;
-    case 4: launch_small_m<4>(y, y_f32, x, w, n, k, s); break;
-    case 2: launch_small_m<2>(y, y_f32, x, w, n, k, s); break;
-    default: launch_small_m<1>(y, y_f32, x, w, n, k, s); break;
+    case 8: launch_small_m<8, GLU>(y, y_f32, x, w, n, k, s); break;
+    case 4: launch_small_m<4, GLU>(y, y_f32, x, w, n, k, s); break;
+    case 2: launch_small_m<2, GLU>(y, y_f32, x, w, n, k, s); break;
+    default: launch_small_m<1, GLU>(y, y_f32, x, w, n, k, s); break;
     }
-    x += (size_t)take * k;
+    x += (size_t)take * k * (GLU ? 2 : 1);
     y = (char *)y + (size_t)take * n * out_size;
     m -= take;
   }
 }
 
+void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s,
+                       int glu) {
+  if (glu)
+    launch_small<true>(y, y_f32, x, w, m, n, k, s);
+  else
+    launch_small<false>(y, y_f32, x, w, m, n, k, s);
+}
+
+bool gemm_small_path(const gemm_ctx &g, int m, int k) { return m <= g.small_m && k % 8 == 0; }
+
 yaie_status gemm(const gemm_ctx &g, void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k) {
   // The streaming kernel wins for one row, cuBLAS from two (scripts/device/run.sh kbench times
   // both: on an H200 at m = 1, 2.4 TB/s against 1.8 for a 4096 x 4096 matrix, 3.7 against 3.3 for
   // 4096 x 14336, a tie for the larger ones).
-  if (m <= g.small_m && k % 8 == 0) {
-    launch_gemm_small(y, y_f32, x, w, m, n, k, g.stream);
+  if (gemm_small_path(g, m, k)) {
+    launch_gemm_small(y, y_f32, x, w, m, n, k, g.stream, 0);
     return YAIE_OK;
   }
   // Column-major view: Y^T (n x m) = W (n x k, i.e. W^T stored k x n) ^T . X^T (k x m).

@@ -64,12 +64,17 @@ void launch_attention_prefill(const attn_args &a, const prefill_item *items, int
 struct gemm_ctx {
   cublasHandle_t blas;
   cudaStream_t stream;
-  int small_m; // products with m <= small_m rows use the streaming kernel, not cuBLAS (0: never)
+  int small_m;  // products with m <= small_m rows use the streaming kernel, not cuBLAS (0: never)
+  int fuse_glu; // SwiGLU inside the down projection when it takes the streaming kernel
 };
 // y[m][n] = x[m][k] . w[n][k]^T, fp32 accumulation; y in bf16, or fp32 when y_f32.
 yaie_status gemm(const gemm_ctx &g, void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k);
-// The streaming kernel alone (m <= 8, k % 8 == 0), for the tests.
-void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s);
+// Whether gemm() takes the streaming kernel for m rows of length k (else cuBLAS).
+bool gemm_small_path(const gemm_ctx &g, int m, int k);
+// The streaming kernel (k % 8 == 0). glu: x's rows are [gate | up], 2k wide, and the product is
+// taken with silu(gate) * up (SwiGLU fused into the down projection).
+void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s,
+                       int glu = 0);
 
 // ---- Sampling (sample.cu) ------------------------------------------------------------------
 

@@ -413,7 +413,7 @@ static void test_gemm(cublasHandle_t blas, int m, int n, int k, int out_f32, int
   auto x = to_bf16(rand_f32((size_t)m * k)), w = to_bf16(rand_f32((size_t)n * k, 0.0, 0.05));
   bf16 *dx = upload(x), *dw = upload(w);
   void *dy = out_f32 ? (void *)poisoned<float>((size_t)m * n) : (void *)poisoned<bf16>((size_t)m * n);
-  gemm_ctx g = {blas, 0, small_m};
+  gemm_ctx g = {blas, 0, small_m, 0};
   if (gemm(g, dy, out_f32, dx, dw, m, n, k) != YAIE_OK) {
     printf("FAIL gemm: %s\n", cuda_last_error());
     failures++;
@@ -438,6 +438,30 @@ static void test_gemm(cublasHandle_t blas, int m, int n, int k, int out_f32, int
   snprintf(name, sizeof name, "gemm %s %d x %d x %d -> %s", m <= small_m ? "small-m" : "cublas", m, n, k,
            out_f32 ? "f32" : "bf16");
   report(name, rel_err(got, ref), out_f32 ? 1e-3 : 1e-2);
+  cudaFree(dx), cudaFree(dw), cudaFree(dy);
+}
+
+// SwiGLU fused into the streaming product: x rows are [gate | up].
+static void test_gemm_glu(int m, int n, int k) {
+  auto x = to_bf16(rand_f32((size_t)m * 2 * k, 0.0, 1.5)), w = to_bf16(rand_f32((size_t)n * k, 0.0, 0.05));
+  bf16 *dx = upload(x), *dw = upload(w), *dy = poisoned<bf16>((size_t)m * n);
+  launch_gemm_small(dy, 0, dx, dw, m, n, k, 0, 1);
+  SYNC();
+  auto got = to_f64(download(dy, (size_t)m * n));
+  auto xd = to_f64(x), wd = to_f64(w);
+  vector<double> ref((size_t)m * n);
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double acc = 0;
+      for (int t = 0; t < k; t++) {
+        double g = xd[(size_t)i * 2 * k + t], u = xd[(size_t)i * 2 * k + k + t];
+        acc += g / (1 + exp(-g)) * u * wd[(size_t)j * k + t];
+      }
+      ref[(size_t)i * n + j] = acc;
+    }
+  char name[96];
+  snprintf(name, sizeof name, "gemm small-m with fused SwiGLU %d x %d x %d", m, n, k);
+  report(name, rel_err(got, ref), 1e-2);
   cudaFree(dx), cudaFree(dw), cudaFree(dy);
 }
 
@@ -648,10 +672,14 @@ static void bench(cublasHandle_t blas) {
     for (int m : ms_list) {
       int which = 0;
       double t_blas = time_ms([&] {
-        gemm_ctx g = {blas, 0, 0};
+        gemm_ctx g = {blas, 0, 0, 0};
         gemm(g, y, 0, x, ws[which++ % copies], m, s.n, s.k);
       });
       double t_small = m <= 8 ? time_ms([&] { launch_gemm_small(y, 0, x, ws[which++ % copies], m, s.n, s.k, 0); }) : 0;
+      if (m == 1 && !strcmp(s.name, "down")) {
+        double t_glu = time_ms([&] { launch_gemm_small(y, 0, x, ws[which++ % copies], m, s.n, s.k, 0, 1); });
+        printf("down m 1 with SwiGLU fused: %.3f ms %.0f GB/s\n", t_glu, (double)s.n * s.k * 2 / t_glu / 1e6);
+      }
       double bytes = (double)s.n * s.k * 2, flops = 2.0 * m * s.n * s.k;
       printf("%-10s m %4d: cublas %8.3f ms %6.0f GB/s %6.1f TF", s.name, m, t_blas, bytes / t_blas / 1e6,
              flops / t_blas / 1e9);
@@ -769,6 +797,10 @@ int main(int argc, char **argv) {
   test_gemm(blas, 200, 512, 384, 1, 8);
   test_gemm(blas, 13, 96, 100, 0, 8); // k not a multiple of 8: cuBLAS
   test_gemm(blas, 11, 1000, 512, 0, 16); // 11 rows in 8 + 2 + 1 small-m launches
+  test_gemm(blas, 1, 20000, 264, 1, 8);  // a tall matrix: two rows per warp
+  test_gemm(blas, 1, 16385, 512, 0, 8);
+  test_gemm_glu(1, 1000, 1536);
+  test_gemm_glu(3, 300, 520);
 
   int vocab = quick ? 5000 : 50000, draws = quick ? 20 : 300;
   //                        row top_k pen mask lp  T     top_p min_p rep   freq  pres  u
