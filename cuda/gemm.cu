@@ -3,11 +3,12 @@
 // decode of a small batch) the product is a stream over W, and a kernel that keeps many 16-byte
 // loads of W in flight and reads x from cache reaches more of the memory bandwidth than a general
 // GEMM tiling; scripts/device/run.sh times both.
+#include <stdlib.h>
+
 #include "kernels.cuh"
 
 #define SMALL_WARPS 8
 #define SMALL_THREADS (SMALL_WARPS * 32)
-#define SMALL_ROWS 4 // weight rows per block
 
 template <typename T> __device__ __forceinline__ void store_out(T *y, float v);
 template <> __device__ __forceinline__ void store_out<float>(float *y, float v) { *y = v; }
@@ -19,23 +20,6 @@ __device__ __forceinline__ uint4 load_stream(const bf16 *p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
-}
-
-// 8 elements of row m of x as floats; with GLU, x's rows hold gate then up (2k wide) and the
-// element is silu(gate) * up: the down projection reads the FFN's two halves directly.
-template <bool GLU>
-__device__ __forceinline__ void load_x8(float *f, const bf16 *x, int m, int k, int word) {
-  if (GLU) {
-    const bf16 *row = x + (size_t)m * 2 * k + (size_t)word * 8;
-    float g[8], u[8];
-    bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(row)), g);
-    bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(row + k)), u);
-#pragma unroll
-    for (int e = 0; e < 8; e++)
-      f[e] = g[e] / (1.0f + __expf(-g[e])) * u[e];
-  } else {
-    bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)word * 8)), f);
-  }
 }
 
 // x as raw bf16 (the plain product: converting inside keeps the register count, and so the
@@ -62,69 +46,78 @@ __device__ __forceinline__ float dot8(uint4 w, const float *x) {
   return s;
 }
 
-// A block computes SMALL_ROWS outputs for the M rows of x, its threads striding over k in 16-byte
-// words (a warp reads 512 contiguous bytes of a weight row per load), two strides at a time so
-// that 2 x SMALL_ROWS loads of W are in flight per thread; warps' partial sums meet in shared
-// memory. Many small blocks keep every multiprocessor busy even for a 1024-row matrix.
-template <int M, typename T, bool GLU>
+// 8 elements of row m of the FFN's [gate | up] (2k wide) as silu(gate) * up, rounded to bf16 as
+// the separate SwiGLU kernel stores them, so one row and a batch compute the same products.
+__device__ __forceinline__ void load_glu8(float *f, const bf16 *x, int m, int k, int word) {
+  const bf16 *row = x + (size_t)m * 2 * k + (size_t)word * 8;
+  float g[8], u[8];
+  bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(row)), g);
+  bf16x8_to_float(__ldg(reinterpret_cast<const uint4 *>(row + k)), u);
+#pragma unroll
+  for (int e = 0; e < 8; e++)
+    f[e] = __bfloat162float(__float2bfloat16(g[e] / (1.0f + __expf(-g[e])) * u[e]));
+}
+
+// One stride of the loop: R weight words (one per row) against the M rows of x.
+template <int M, int R, bool GLU>
+__device__ __forceinline__ void small_step(float (&acc)[R][M], const uint4 (&wv)[R], const bf16 *x, int k, int word) {
+#pragma unroll
+  for (int m = 0; m < M; m++) {
+    if constexpr (GLU) {
+      float xf[8];
+      load_glu8(xf, x, m, k, word);
+#pragma unroll
+      for (int r = 0; r < R; r++)
+        acc[r][m] += dot8(wv[r], xf);
+    } else {
+      uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)word * 8));
+#pragma unroll
+      for (int r = 0; r < R; r++)
+        acc[r][m] += dot8(wv[r], xv);
+    }
+  }
+}
+
+// A block computes R outputs for the M rows of x, its threads striding over k in 16-byte words (a
+// warp reads 512 contiguous bytes of a weight row per load), two strides at a time so that 2R
+// loads of W are in flight per thread; warps' partial sums meet in shared memory. Many small
+// blocks keep every multiprocessor busy even for a matrix of a thousand rows.
+template <int M, int R, typename T, bool GLU>
 __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k) {
-  __shared__ float part[SMALL_WARPS][SMALL_ROWS][M];
+  __shared__ float part[SMALL_WARPS][R][M];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const int n0 = blockIdx.x * SMALL_ROWS;
+  const int n0 = blockIdx.x * R;
   const int words = k / 8;
-  const bf16 *wr[SMALL_ROWS];
+  const bf16 *wr[R];
 #pragma unroll
-  for (int r = 0; r < SMALL_ROWS; r++)
+  for (int r = 0; r < R; r++)
     wr[r] = w + (size_t)min(n0 + r, n - 1) * k;
-  float acc[SMALL_ROWS][M];
+  float acc[R][M];
 #pragma unroll
-  for (int r = 0; r < SMALL_ROWS; r++)
+  for (int r = 0; r < R; r++)
 #pragma unroll
     for (int m = 0; m < M; m++)
       acc[r][m] = 0.0f;
   int c = threadIdx.x;
   for (; c + SMALL_THREADS < words; c += 2 * SMALL_THREADS) {
-    uint4 wv[2][SMALL_ROWS];
+    uint4 w0[R], w1[R];
 #pragma unroll
-    for (int u = 0; u < 2; u++)
-#pragma unroll
-      for (int r = 0; r < SMALL_ROWS; r++)
-        wv[u][r] = load_stream(wr[r] + (size_t)(c + u * SMALL_THREADS) * 8);
-#pragma unroll
-    for (int u = 0; u < 2; u++) {
-#pragma unroll
-      for (int m = 0; m < M; m++) {
-        if constexpr (GLU) {
-          float xf[8];
-          load_x8<true>(xf, x, m, k, c + u * SMALL_THREADS);
-#pragma unroll
-          for (int r = 0; r < SMALL_ROWS; r++)
-            acc[r][m] += dot8(wv[u][r], xf);
-        } else {
-          uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)m * k + (size_t)(c + u * SMALL_THREADS) * 8));
-#pragma unroll
-          for (int r = 0; r < SMALL_ROWS; r++)
-            acc[r][m] += dot8(wv[u][r], xv);
-        }
-      }
+    for (int r = 0; r < R; r++) {
+      w0[r] = load_stream(wr[r] + (size_t)c * 8);
+      w1[r] = load_stream(wr[r] + (size_t)(c + SMALL_THREADS) * 8);
     }
+    small_step<M, R, GLU>(acc, w0, x, k, c);
+    small_step<M, R, GLU>(acc, w1, x, k, c + SMALL_THREADS);
   }
   if (c < words) {
-    uint4 wv[SMALL_ROWS];
+    uint4 w0[R];
 #pragma unroll
-    for (int r = 0; r < SMALL_ROWS; r++)
-      wv[r] = load_stream(wr[r] + (size_t)c * 8);
-#pragma unroll
-    for (int m = 0; m < M; m++) {
-      float xf[8];
-      load_x8<GLU>(xf, x, m, k, c);
-#pragma unroll
-      for (int r = 0; r < SMALL_ROWS; r++)
-        acc[r][m] += dot8(wv[r], xf); // the tail: once per thread at most
-    }
+    for (int r = 0; r < R; r++)
+      w0[r] = load_stream(wr[r] + (size_t)c * 8);
+    small_step<M, R, GLU>(acc, w0, x, k, c);
   }
 #pragma unroll
-  for (int r = 0; r < SMALL_ROWS; r++)
+  for (int r = 0; r < R; r++)
 #pragma unroll
     for (int m = 0; m < M; m++) {
       float v = warp_sum(acc[r][m]);
@@ -132,7 +125,7 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
         part[warp][r][m] = v;
     }
   __syncthreads();
-  if (threadIdx.x < SMALL_ROWS * M) {
+  if (threadIdx.x < R * M) {
     int r = threadIdx.x / M, m = threadIdx.x % M;
     float v = 0.0f;
 #pragma unroll
@@ -144,8 +137,8 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
 }
 
 // For one row of x and a tall matrix (the FFN's gate/up, the classifier): each warp owns two
-// weight rows over all of k, four strides of loads in flight, no block-wide reduction. Measured
-// a few percent faster than the split-k blocks above when n is large (scripts/device/run.sh kbench).
+// weight rows over all of k, four strides of loads in flight, no block-wide reduction. A few
+// percent faster than the split-k blocks above when n is large (scripts/device/run.sh kbench).
 #define ROWS_PER_WARP 2
 template <typename T>
 __global__ void __launch_bounds__(SMALL_THREADS) gemm_rows_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k) {
@@ -185,6 +178,26 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_rows_kernel(T *y, const bf
   }
 }
 
+// Rows of W per block of the split-k kernel (4; YAIE_CUDA_GEMV_ROWS = 2, 4 or 8 to compare).
+static int rows_per_block(void) {
+  static int rows = 0;
+  if (!rows) {
+    const char *v = getenv("YAIE_CUDA_GEMV_ROWS");
+    int r = v ? atoi(v) : 4;
+    rows = r == 2 || r == 8 ? r : 4;
+  }
+  return rows;
+}
+
+template <int M, int R, bool GLU>
+static void launch_split_k(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s) {
+  int blocks = ceil_div(n, R);
+  if (y_f32)
+    gemm_small_kernel<M, R, float, GLU><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
+  else
+    gemm_small_kernel<M, R, bf16, GLU><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+}
+
 template <int M, bool GLU>
 static void launch_small_m(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s) {
   if (M == 1 && !GLU && n >= 16384) {
@@ -195,11 +208,11 @@ static void launch_small_m(void *y, int y_f32, const bf16 *x, const bf16 *w, int
       gemm_rows_kernel<bf16><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
     return;
   }
-  int blocks = ceil_div(n, SMALL_ROWS);
-  if (y_f32)
-    gemm_small_kernel<M, float, GLU><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
-  else
-    gemm_small_kernel<M, bf16, GLU><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+  switch (rows_per_block()) {
+  case 2: launch_split_k<M, 2, GLU>(y, y_f32, x, w, n, k, s); break;
+  case 8: launch_split_k<M, 8, GLU>(y, y_f32, x, w, n, k, s); break;
+  default: launch_split_k<M, 4, GLU>(y, y_f32, x, w, n, k, s); break;
+  }
 }
 
 template <bool GLU>

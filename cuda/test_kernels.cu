@@ -455,7 +455,7 @@ static void test_gemm_glu(int m, int n, int k) {
       double acc = 0;
       for (int t = 0; t < k; t++) {
         double g = xd[(size_t)i * 2 * k + t], u = xd[(size_t)i * 2 * k + k + t];
-        acc += g / (1 + exp(-g)) * u * wd[(size_t)j * k + t];
+        acc += (double)__bfloat162float(__float2bfloat16((float)(g / (1 + exp(-g)) * u))) * wd[(size_t)j * k + t];
       }
       ref[(size_t)i * n + j] = acc;
     }

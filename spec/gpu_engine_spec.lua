@@ -4,7 +4,9 @@
 -- batch-invariant (cuBLAS and the decode kernels pick their blocking by batch size), so a
 -- request may differ where two logits are within bf16 rounding of each other: every mismatch
 -- is printed with the reference's margin at the first differing step, and the spec asks that
--- mismatches are rare and only at such near-ties.
+-- mismatches happen only at such near-ties: a reference margin under 2% of the row's largest
+-- logit (bf16 activations put the GPU's logits about 1% from fp32's, scripts/device/
+-- check_models.py; the batched and the one-row paths round differently, so twice that apart).
 local H = require "helper"
 local yaie = require "yaie"
 local C = require "yaie.c"
@@ -19,7 +21,7 @@ end
 local load_model = require("yaie.model").load
 local write_random_llama2c = require "yaie.random_model"
 local N = 48
-local NEAR_TIE = 0.05 -- logit margin (bf16 logits of order 10 round at about 0.03)
+local NEAR_TIE = 0.02 -- of the reference row's largest |logit|
 
 local function lcg(seed)
   local s = seed
@@ -60,7 +62,8 @@ local function references(model, work)
   return out
 end
 
--- The reference's top-2 margin after a prefix (one forward on a fresh context).
+-- The reference's margin between two tokens after a prefix (one forward on a fresh context), and
+-- the row's largest |logit|.
 local function margin_after(model, prefix, a, b)
   local ctx, params = model:context(#prefix + 1, 16, #prefix)
   local pages = ffi.new("int32_t[?]", params.n_pages)
@@ -71,7 +74,9 @@ local function margin_after(model, prefix, a, b)
   C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
   local n = ffi.new("int[1]")
   local l = lib.yaie_context_logits(ctx, n)
-  return math.abs(l[a] - l[b])
+  local scale = 0
+  for i = 0, model.config.vocab_size - 1 do scale = math.max(scale, math.abs(l[i])) end
+  return math.abs(l[a] - l[b]), scale
 end
 
 local function run_work(engine, work)
@@ -105,10 +110,11 @@ local function compare(model, work, expected, reqs, label)
         local prefix = {}
         for _, t in ipairs(work[i].ids) do prefix[#prefix + 1] = t end
         for j = 1, k - 1 do prefix[#prefix + 1] = want[j] end
-        local m = (want[k] and got[k]) and margin_after(model, prefix, want[k], got[k]) or math.huge
-        if m > NEAR_TIE then totals.not_near_tie = totals.not_near_tie + 1 end
-        print(("  %s: request %d differs at step %d (%s vs %s), reference margin %.4f"):format(
-          label, i, k, tostring(want[k]), tostring(got[k]), m))
+        local m, scale = math.huge, 1
+        if want[k] and got[k] then m, scale = margin_after(model, prefix, want[k], got[k]) end
+        if m > NEAR_TIE * scale then totals.not_near_tie = totals.not_near_tie + 1 end
+        print(("  %s: request %d differs at step %d (%s vs %s), reference margin %.4f of logits up to %.1f"):format(
+          label, i, k, tostring(want[k]), tostring(got[k]), m, scale))
         break
       end
     end
