@@ -13,6 +13,10 @@ reference runs in fp32 (no TF32). yaie (device cuda, scripts/device/yaie_run.lua
     token and yaie's is under 3 x yaie's largest logit error on that model.
 
     python3 scripts/device/check_models.py --yaie .deps/bin/yaie [--only llama,qwen2] [--keep DIR]
+        [--gguf SmolLM2-135M-Instruct.Q4_1.gguf]
+
+With --gguf, the same two checks on real weights: transformers loads the GGUF (dequantized to
+fp32) and 8 chat prompts in its template; yaie loads the same file (bf16 on the GPU).
 
 Prints a line per check and a summary; exits 1 when a check fails.
 """
@@ -107,11 +111,70 @@ def run_yaie(yaie, model_dir, prompts, work):
     return np.fromfile(prefix + ".logits", dtype=np.float32), out["greedy"]
 
 
+def compare(name, yaie, model, prompts, model_path, work):
+    """Checks yaie on model_path against the fp32 transformers model; returns the failures."""
+    ref_logits, ref_greedy, ref_steps = reference(model, prompts)
+    got_logits, got_greedy = run_yaie(yaie, model_path, prompts, work)
+    want = np.concatenate(ref_logits).astype(np.float64)
+    got = got_logits.astype(np.float64).reshape(want.shape)
+    rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
+    max_err = float(np.abs(got - want).max())
+    failed = rel > 1e-2
+    print(f"{'FAIL' if failed else 'PASS'} {name}: logits of {want.shape[0]} positions, ||d||/||ref|| {rel:.2e}, "
+          f"max |d| {max_err:.3f} (logits up to {np.abs(want).max():.1f})", flush=True)
+    agree, ties, bad = 0, 0, 0
+    for p, (w, g) in enumerate(zip(ref_greedy, got_greedy)):
+        k = next((j for j in range(STEPS) if j >= len(g) or w[j] != g[j]), None)
+        if k is None:
+            agree += 1
+            continue
+        row = ref_steps[p][k]
+        margin = float(row[w[k]] - row[g[k]]) if k < len(g) else float("inf")
+        near = margin <= 3 * max_err
+        ties += near
+        bad += not near
+        print(f"     prompt {p}: parts at step {k} (ref {w[k]}, yaie {g[k] if k < len(g) else None}), "
+              f"reference margin {margin:.4f} -> {'near-tie' if near else 'NOT a near-tie'}")
+    print(f"{'PASS' if bad == 0 else 'FAIL'} {name}: greedy {STEPS} steps on {len(prompts)} prompts: {agree} agree, "
+          f"{ties} part at near-ties, {bad} otherwise", flush=True)
+    return int(failed) + int(bad > 0)
+
+
+CHAT_QUESTIONS = ["What is the capital of France?", "Write a haiku about the sea.", "List three colors.",
+                  "Why is the sky blue?", "Give me a tip for learning to cook.", "What does a bee make?",
+                  "Name a large animal that lives in the ocean.", "How do plants get energy?"]
+
+
+def check_gguf(yaie, path, work):
+    """The real SmolLM2 weights: transformers dequantizes the GGUF to fp32; yaie loads the same file."""
+    d, f = os.path.split(os.path.abspath(path))
+    tok = transformers.AutoTokenizer.from_pretrained(d, gguf_file=f)
+    with torch.device("cuda"):
+        model = transformers.AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32,
+                                                                  attn_implementation="eager").eval()
+    prompts = []
+    for q in CHAT_QUESTIONS:
+        text = tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+        prompts.append([int(t) for t in tok(text, add_special_tokens=False)["input_ids"]])
+    failed = compare(f"gguf {f}", yaie, model, prompts, path, work)
+    # How much of the difference is bf16 itself: the same reference with its weights rounded to
+    # bf16 as yaie stores them (reported, not counted).
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    print("  (the same reference with its weights rounded to bf16, for comparison:)")
+    compare(f"gguf {f}, bf16-rounded reference", yaie, model, prompts, path, work)
+    del model
+    torch.cuda.empty_cache()
+    return failed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--yaie", default=os.path.join(ROOT, ".deps", "bin", "yaie"))
     ap.add_argument("--only", default="")
     ap.add_argument("--keep", default="")
+    ap.add_argument("--gguf", default="", help="also check real weights: this GGUF, against transformers loading it")
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -129,39 +192,16 @@ def main():
             randomize(model, 1000 + i)
             prompts = [[int(t) for t in rng.integers(3, cfg.vocab_size, size=int(rng.integers(5, 41)))]
                        for _ in range(N_PROMPTS)]
-            ref_logits, ref_greedy, ref_steps = reference(model, prompts)
             d = os.path.join(work, name)
             model.to(torch.bfloat16).save_pretrained(d, safe_serialization=True)
+            model.float()
+            failed += compare(name, args.yaie, model, prompts, d, work)
             del model
             torch.cuda.empty_cache()
-            got_logits, got_greedy = run_yaie(args.yaie, d, prompts, work)
-            want = np.concatenate(ref_logits).astype(np.float64)
-            got = got_logits.astype(np.float64).reshape(want.shape)
-            rel = float(np.linalg.norm(got - want) / np.linalg.norm(want))
-            max_err = float(np.abs(got - want).max())
-            ok = rel <= 1e-2
-            failed += not ok
-            print(f"{'PASS' if ok else 'FAIL'} {name}: logits of {want.shape[0]} positions, ||d||/||ref|| {rel:.2e}, "
-                  f"max |d| {max_err:.3f} (logits up to {np.abs(want).max():.1f})", flush=True)
-            agree, ties, bad = 0, 0, 0
-            for p, (w, g) in enumerate(zip(ref_greedy, got_greedy)):
-                k = next((j for j in range(STEPS) if j >= len(g) or w[j] != g[j]), None)
-                if k is None:
-                    agree += 1
-                    continue
-                row = ref_steps[p][k]
-                margin = float(row[w[k]] - row[g[k]]) if k < len(g) else float("inf")
-                near = margin <= 3 * max_err
-                ties += near
-                bad += not near
-                print(f"     prompt {p}: parts at step {k} (ref {w[k]}, yaie {g[k] if k < len(g) else None}), "
-                      f"reference margin {margin:.4f} -> {'near-tie' if near else 'NOT a near-tie'}")
-            ok = bad == 0
-            failed += not ok
-            print(f"{'PASS' if ok else 'FAIL'} {name}: greedy {STEPS} steps on {N_PROMPTS} prompts: {agree} agree, "
-                  f"{ties} part at near-ties, {bad} otherwise", flush=True)
             if not args.keep:
                 shutil.rmtree(d, ignore_errors=True)
+        if args.gguf:
+            failed += check_gguf(args.yaie, args.gguf, work)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -52,7 +52,11 @@ if has specs; then
   note "GPU specs (busted --run=gpu): rc $rc"; [ $rc -eq 0 ] || status=1
 fi
 if has models; then
-  python3 scripts/device/check_models.py --yaie "$D/bin/yaie" 2>&1 | tee "$OUT/models.txt"; rc=${PIPESTATUS[0]}
+  # Real weights too when the SmolLM2 GGUF was assembled on this machine (see cuda/NOTES.md).
+  gguf=${SMOL_GGUF:-/tmp/smol/SmolLM2-135M-Instruct.Q4_1.gguf}
+  [ -f "$gguf" ] || gguf=""
+  python3 scripts/device/check_models.py --yaie "$D/bin/yaie" ${gguf:+--gguf "$gguf"} 2>&1 | tee "$OUT/models.txt"
+  rc=${PIPESTATUS[0]}
   note "transformers comparison: rc $rc"; [ $rc -eq 0 ] || status=1
 fi
 if has bench; then
