@@ -52,7 +52,8 @@ struct cuda_context {
 
   // Activations, sized for max_batch_tokens rows.
   float *x;                                // the residual stream, fp32
-  bf16 *xb, *qkv, *q, *att, *y, *hb, *h;   // normed input, projections, attention, FFN
+  float *y;                                // o_proj / down_proj outputs, added to x in fp32
+  bf16 *xb, *qkv, *q, *att, *hb, *h;       // normed input, projections, attention, FFN
   float *logits;                           // [rows][vocab]
   float *part_acc, *part_ml;               // split-KV partials
   int part_cap;                            // (row, head, split) triples they hold

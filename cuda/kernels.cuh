@@ -14,7 +14,7 @@ void launch_embed(float *x, const bf16 *emb, const row_info *rows, int n_rows, i
 
 // For each output row i (source row src = src_rows ? src_rows[i] : i): x[src] += y[src] when y is
 // given (the residual add), then out[i] = RMSNorm(x[src]) * w, in bf16.
-void launch_add_rmsnorm(bf16 *out, float *x, const bf16 *y, const float *w, const int *src_rows, int n_out,
+void launch_add_rmsnorm(bf16 *out, float *x, const float *y, const float *w, const int *src_rows, int n_out,
                         int dim, float eps, cudaStream_t s);
 
 // h[r][i] = silu(gu[r][i]) * gu[r][hidden + i].

@@ -15,18 +15,19 @@ void launch_embed(float *x, const bf16 *emb, const row_info *rows, int n_rows, i
 }
 
 // One block per output row: the residual add and the sum of squares in one pass over the row,
-// the scaled output in a second (the row is in L1/L2 by then).
-__global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, const bf16 *y, const float *w,
+// the scaled output in a second (the row is in L1/L2 by then). The residual stream x and the
+// projections added to it (y) stay fp32: only the normed output, a GEMM input, is bf16.
+__global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, const float *y, const float *w,
                                                           const int *src_rows, int dim, float eps) {
   __shared__ float partial[32];
   int i = blockIdx.x, src = src_rows ? src_rows[i] : i;
   float *xr = x + (size_t)src * dim;
-  const bf16 *yr = y ? y + (size_t)src * dim : nullptr;
+  const float *yr = y ? y + (size_t)src * dim : nullptr;
   float ss = 0.0f;
   for (int d = threadIdx.x; d < dim; d += blockDim.x) {
     float v = xr[d];
     if (yr) {
-      v += __bfloat162float(yr[d]);
+      v += yr[d];
       xr[d] = v;
     }
     ss += v * v;
@@ -48,7 +49,7 @@ __global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, c
     o[d] = __float2bfloat16(w[d] * (scale * xr[d]));
 }
 
-void launch_add_rmsnorm(bf16 *out, float *x, const bf16 *y, const float *w, const int *src_rows, int n_out,
+void launch_add_rmsnorm(bf16 *out, float *x, const float *y, const float *w, const int *src_rows, int n_out,
                         int dim, float eps, cudaStream_t s) {
   int threads = dim >= 4096 ? 512 : dim >= 1024 ? 256 : 128;
   add_rmsnorm_kernel<<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);

@@ -111,14 +111,14 @@ static yaie_status run_layers(cuda_context *ctx, const step_plan *sp) {
       launch_attention_rows(aa, sp->dec_rows, sp->n_dec, sp->splits, ctx->part_acc, ctx->part_ml, s);
     if (sp->n_items)
       launch_attention_prefill(aa, ctx->d_items, sp->n_items, s);
-    STATUS_TRY(gemm(ctx->g, ctx->y, 0, ctx->att, L->wo, n, dim, q_dim));
+    STATUS_TRY(gemm(ctx->g, ctx->y, 1, ctx->att, L->wo, n, dim, q_dim));
     launch_add_rmsnorm(ctx->xb, ctx->x, ctx->y, L->ffn_norm, nullptr, n, dim, eps, s);
     STATUS_TRY(gemm(ctx->g, ctx->hb, 0, ctx->xb, L->w_gate_up, n, 2 * hidden, dim));
     if (ctx->g.fuse_glu && gemm_small_path(ctx->g, n, hidden)) { // one row: SwiGLU inside the down projection
-      launch_gemm_small(ctx->y, 0, ctx->hb, L->w_down, n, dim, hidden, s, 1);
+      launch_gemm_small(ctx->y, 1, ctx->hb, L->w_down, n, dim, hidden, s, 1);
     } else {
       launch_swiglu(ctx->h, ctx->hb, n, hidden, s);
-      STATUS_TRY(gemm(ctx->g, ctx->y, 0, ctx->h, L->w_down, n, dim, hidden));
+      STATUS_TRY(gemm(ctx->g, ctx->y, 1, ctx->h, L->w_down, n, dim, hidden));
     }
   }
   launch_add_rmsnorm(ctx->xb, ctx->x, ctx->y, w->final_norm, sp->logit_src, sp->n_logit, dim, eps, s);
