@@ -16,18 +16,10 @@ end
 
 local TOL = 2e-2 -- max |difference| / max |logit|
 
-local function load_model(path)
-  local out = ffi.new("yaie_model*[1]")
-  C.check(lib.yaie_model_load(path, out))
-  return ffi.gc(out[0], lib.yaie_model_free)
-end
-
+local F = require "forward_helper"
+local load_model, max_rel_diff = F.load_model, F.max_rel_diff
 local function new_context(model, n_pages, page_size, max_batch, device)
-  local out = ffi.new("yaie_context*[1]")
-  local p = ffi.new("yaie_context_params", { n_pages = n_pages, page_size = page_size,
-    max_batch_tokens = max_batch, n_threads = 0, device = device or 1 })
-  C.check(lib.yaie_context_new(model, p, out))
-  return ffi.gc(out[0], lib.yaie_context_free)
+  return F.new_context(model, n_pages, page_size, max_batch, device or 1)
 end
 
 local model = load_model(H.stories .. "/stories260K.bin")
@@ -36,28 +28,7 @@ local tokens = {}
 for i = 1, 40 do tokens[i] = (i * 37 + 11) % vocab end
 
 local function run_sequence(ctx, pages_list, toks, chunk)
-  local pages = C.int32_array(pages_list)
-  local arr = C.int32_array(toks)
-  local seq = ffi.new("yaie_seq[1]")
-  seq[0].pages, seq[0].n_pages = pages, #pages_list
-  local batch = ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })
-  local n = ffi.new("int[1]")
-  local logits
-  for pos = 0, #toks - 1, chunk do
-    seq[0].tokens, seq[0].n_tokens, seq[0].pos = arr + pos, math.min(chunk, #toks - pos), pos
-    C.check(lib.yaie_forward(ctx, batch))
-    logits = lib.yaie_context_logits(ctx, n)
-  end
-  local out = {}
-  for i = 0, vocab - 1 do out[i + 1] = logits[i] end
-  return out
-end
-
-local function max_rel_diff(a, b)
-  local worst, scale = 0, 0
-  for i = 1, #a do scale = math.max(scale, math.abs(a[i])) end
-  for i = 1, #a do worst = math.max(worst, math.abs(a[i] - b[i]) / scale) end
-  return worst
+  return F.run_sequence(ctx, pages_list, toks, chunk, vocab)
 end
 
 local function argmax(t)
