@@ -2,6 +2,7 @@
 -- sequence run in prefill chunks, and the relative difference of two rows of logits.
 local C = require "yaie.c"
 local ffi, lib = C.ffi, C.lib
+local assert = require "luassert"
 
 local F = {}
 
@@ -52,6 +53,54 @@ function F.seq_pages(n, first, step)
   local t = {}
   for i = 1, n do t[i] = first + (i - 1) * step end
   return t
+end
+
+-- The paged-KV scenarios both backends must pass, as busted cases (`it` is passed in, since
+-- busted's functions live in the spec file's environment): the same logits, within tol, for
+-- every page size and a reversed page order, for every prefill chunk size, and for a sequence
+-- run beside another in one step. o = { model, tokens, vocab, tol, page_sizes,
+-- new_context = function(n_pages, page_size, max_batch), reference = function() ... }
+function F.same_logits_cases(it, o)
+  local function run(ctx, pages, toks, chunk) return F.run_sequence(ctx, pages, toks, chunk, o.vocab) end
+  local tokens, vocab, tol = o.tokens, o.vocab, o.tol
+
+  it("gives the same logits for page sizes " .. table.concat(o.page_sizes, ", ") .. " and any page order", function()
+    for _, ps in ipairs(o.page_sizes) do
+      local n = math.ceil(#tokens / ps)
+      local got = run(o.new_context(n + 5, ps, 64), F.seq_pages(n, n + 4, -1), tokens, 64) -- pages reversed
+      assert.is_true(F.max_rel_diff(o.reference(), got) < tol, "page size " .. ps)
+    end
+  end)
+
+  it("gives the same logits whatever the prefill chunk size", function()
+    for _, chunk in ipairs { 1, 3, 7, 39 } do
+      local got = run(o.new_context(8, 16, 64), F.seq_pages(3, 0, 1), tokens, chunk)
+      assert.is_true(F.max_rel_diff(o.reference(), got) < tol, "chunk " .. chunk)
+    end
+  end)
+
+  it("runs several sequences in one step as if each ran alone", function()
+    local ctx = o.new_context(17, 4, 128)
+    local other = {}
+    for i = 1, 25 do other[i] = (i * 13 + 5) % vocab end
+    local a_pages, b_pages = C.int32_array(F.seq_pages(10, 0, 1)), C.int32_array(F.seq_pages(7, 10, 1))
+    local a, b = C.int32_array(tokens), C.int32_array(other)
+    local seqs = ffi.new("yaie_seq[2]")
+    seqs[0] = { tokens = a, n_tokens = #tokens, pos = 0, pages = a_pages, n_pages = 10, all_logits = 0 }
+    seqs[1] = { tokens = b, n_tokens = #other, pos = 0, pages = b_pages, n_pages = 7, all_logits = 1 }
+    C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seqs, n_seqs = 2 })))
+    local n = ffi.new("int[1]")
+    local logits = lib.yaie_context_logits(ctx, n)
+    assert.are.equal(1 + #other, n[0])
+    local first, last = {}, {}
+    for i = 0, vocab - 1 do
+      first[i + 1] = logits[i]
+      last[i + 1] = logits[#other * vocab + i]
+    end
+    assert.is_true(F.max_rel_diff(o.reference(), first) < tol)
+    local alone = run(o.new_context(8, 4, 64), F.seq_pages(7, 0, 1), other, 64)
+    assert.is_true(F.max_rel_diff(alone, last) < tol)
+  end)
 end
 
 return F

@@ -23,44 +23,10 @@ local write_random_llama2c = require "yaie.random_model"
 local N = 48
 local NEAR_TIE = 0.02 -- of the reference row's largest |logit|
 
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n
-  end
-end
-
--- Prompts over shared roots (so the radix cache has prefixes to reuse), 4..32 new tokens each.
-local function workload(vocab, n, seed, extra)
-  local rand = lcg(seed)
-  local function ids(len)
-    local t = {}
-    for i = 1, len do t[i] = 3 + rand(vocab - 3) end
-    return t
-  end
-  local roots = {}
-  for k = 1, 4 do roots[k] = ids(9 + 9 * k) end
-  local work = {}
-  for i = 1, n do
-    local p = {}
-    for _, t in ipairs(roots[i % 4 + 1]) do p[#p + 1] = t end
-    for _, t in ipairs(ids(i * 7 % 23)) do p[#p + 1] = t end
-    work[i] = { ids = p, max_tokens = (extra or 0) + 4 + i * 13 % 29 }
-  end
-  return work
-end
-
--- Each request alone, through model:generate (one sequence, no scheduler); with the logits of
--- every step's choice, to judge a mismatch.
-local function references(model, work)
-  local out = {}
-  for i, w in ipairs(work) do
-    local _, stats = model:generate(w.ids, { max_tokens = w.max_tokens, temperature = 0, ignore_eos = true })
-    out[i] = stats.tokens
-  end
-  return out
-end
+local W = require "workload"
+local workload = W.random
+local function references(model, work) return W.references(model, work, { ignore_eos = true }) end
+local function run_work(engine, work) return W.run(engine, work, { ignore_eos = true }) end
 
 -- The reference's margin between two tokens after a prefix (one forward on a fresh context), and
 -- the row's largest |logit|.
@@ -77,23 +43,6 @@ local function margin_after(model, prefix, a, b)
   local scale = 0
   for i = 0, model.config.vocab_size - 1 do scale = math.max(scale, math.abs(l[i])) end
   return math.abs(l[a] - l[b]), scale
-end
-
-local function run_work(engine, work)
-  local reqs = {}
-  local half = math.ceil((#work + 6) / 2)
-  local function submit(from, to)
-    for i = from, to do
-      reqs[i] = engine:submit(work[i].ids, { max_tokens = work[i].max_tokens, temperature = 0, ignore_eos = true })
-    end
-  end
-  submit(1, 6)
-  engine:run()
-  submit(7, half)
-  for _ = 1, 3 do engine:step() end
-  submit(half + 1, #work)
-  engine:run()
-  return reqs
 end
 
 local totals = { requests = 0, mismatched = 0, not_near_tie = 0 }

@@ -1,15 +1,13 @@
 -- stories260K, greedy, 200 tokens from BOS, on the GPU against EXPECTED.txt (which the CPU's fp32
--- forward pass prints). With bf16 weights the GPU cannot print all of it: at token 186 the fp32
--- model's two best logits are 0.0042 apart (logits of order 10), below bf16's resolution; rounding
--- the weights to bf16 alone flips that choice (a float64 emulation of the model shows it). So this
--- checks that the GPU's tokens equal the CPU's up to the first step where the CPU's own top-2
--- margin is a near-tie (< 0.05), and says where that is.
---   yaie run scripts/device/stories_check.lua [STORIES_DIR]      exit 0: equal up to a near-tie
+-- forward pass prints). When the GPU parts from it, says where, and the CPU's fp32 margin there:
+-- the text has a near-tie at token 186 (top two logits 0.0042 apart), which the GPU passes only
+-- because the projections feeding the residual stream are kept in fp32 (cuda/NOTES.md).
+--   yaie run scripts/device/stories_check.lua [STORIES_DIR]      exit 0: all 200 tokens equal
 local yaie = require "yaie"
 local C = require "yaie.c"
 local ffi, lib = C.ffi, C.lib
 
-local NEAR_TIE = 0.05
+local NEAR_TIE = 0.05 -- of logits of order 10: below bf16 resolution
 local dir = arg[1] or (os.getenv("YAIE_SHARED") or (C.root .. "/../shared")) .. "/models/stories260K"
 local f = assert(io.open(dir .. "/EXPECTED.txt"))
 local expected = f:read("*a")
@@ -46,4 +44,4 @@ local margin = logits[cpu[k]] - logits[gpu[k]]
 print(("stories260K on the GPU: the first %d of 200 tokens are EXPECTED.txt's; at token %d the CPU picks %d, "
   .. "the GPU %d, and the CPU's fp32 margin between them is %.4f (%s)"):format(k - 1, k, cpu[k], gpu[k], margin,
   margin < NEAR_TIE and "a near-tie below bf16 resolution" or "NOT a near-tie"))
-return margin < NEAR_TIE and 0 or 1
+return 1
