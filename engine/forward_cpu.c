@@ -111,9 +111,6 @@ static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) 
     o[i] = w[i] * (ss * x[i]);
 }
 
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define PARALLEL_MIN_WORK (1L << 16)
-
 static void rope(float *v, const float *inv_freq, int pos, int head_dim, int layout) {
   int half = head_dim / 2;
   for (int i = 0; i < half; i++) {

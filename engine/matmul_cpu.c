@@ -14,9 +14,6 @@
 
 #define TILE_N 4
 #define TILE_M 3
-/* Below this many multiply-adds a parallel region costs more than it saves. */
-#define PARALLEL_MIN_WORK (1L << 16)
-
 #ifdef __AVX2__
 /* The fixed order: the 8 lane sums reduced pairwise, then the tail added element by element. */
 static inline float dot_finish(__m256 acc, const float *a, const float *b, int k8, int k) {

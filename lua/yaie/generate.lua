@@ -34,15 +34,17 @@ local function prompt_ids(model, prompt)
   return ids
 end
 
-local function stop_token_set(model, opts)
+-- The token ids that end a generation: EOS (and BOS, below) unless ignore_eos, and the
+-- request's stop_token_ids (a list or one id). Shared with the engine's requests.
+function M.stop_token_set(tok, opts)
   local set = {}
-  local tok = model.tokenizer
   if tok and not opts.ignore_eos then
     if tok.eos >= 0 then set[tok.eos] = true end
     -- llama2.c-style models delimit stories with BOS: a generated BOS ends the text.
     if tok.bos >= 0 then set[tok.bos] = true end
   end
-  for _, id in ipairs(opts.stop_token_ids or {}) do set[id] = true end
+  local extra = opts.stop_token_ids
+  for _, id in ipairs(type(extra) == "table" and extra or { extra }) do set[id] = true end
   return set
 end
 
@@ -62,7 +64,7 @@ function M.generate(model, prompt, opts)
   local pages = ffi.new("int32_t[?]", params.n_pages)
   for i = 0, params.n_pages - 1 do pages[i] = i end
   local sampler = M.sampler(opts, cfg.vocab_size)
-  local stops = stop_token_set(model, opts)
+  local stops = M.stop_token_set(model.tokenizer, opts)
   local dec = model.tokenizer and model.tokenizer:decoder()
   local on_text = opts.on_text
 

@@ -29,7 +29,7 @@ function Request.new(engine, id, prompt_ids, opts)
     max_new = max_new, state = "waiting",
     n_cached = 0, n_pages = 0, n_shared = 0, node = nil,
     pieces = {}, emitted = 0, stop_strings = as_list(opts.stop),
-    stop_ids = {}, on_token = opts.on_token,
+    on_token = opts.on_token,
     submitted_at = C.now(), token_times = {},
     meta = { prompt_tokens = #prompt_ids, cached_tokens = 0, completion_tokens = 0 },
   }, Request)
@@ -38,13 +38,9 @@ function Request.new(engine, id, prompt_ids, opts)
   self.page_cap = math.ceil((#prompt_ids + max_new) / engine.page_size) + 1
   self.pages = ffi.new("int32_t[?]", self.page_cap)
   local tok = engine.model.tokenizer
-  if tok and not opts.ignore_eos then
-    if tok.eos >= 0 then self.stop_ids[tok.eos] = true end
-    -- As in generate: llama2.c-style models delimit stories with BOS, so a generated BOS ends.
-    if tok.bos >= 0 then self.stop_ids[tok.bos] = true end
-  end
-  for _, t in ipairs(as_list(opts.stop_token_ids)) do self.stop_ids[t] = true end
-  self.sampler = require("yaie.generate").sampler({
+  local generate = require "yaie.generate"
+  self.stop_ids = generate.stop_token_set(tok, opts)
+  self.sampler = generate.sampler({
     temperature = opts.temperature or 0, top_k = opts.top_k, top_p = opts.top_p, min_p = opts.min_p,
     repetition_penalty = opts.repetition_penalty, frequency_penalty = opts.frequency_penalty,
     presence_penalty = opts.presence_penalty, seed = opts.seed or id,
