@@ -49,7 +49,8 @@ void launch_qkv_rope(const qkv_args &a, int n_rows, cudaStream_t s);
 
 // One query row at a time (decode, and any head size): causal attention of row r over positions
 // [0, pos], split over the KV length into n_splits parts merged by a second kernel. row_list
-// names the rows (NULL: rows 0..n-1). part_acc/part_ml hold n * n_heads * n_splits partials.
+// names the rows (NULL: rows 0..n-1). part_acc/part_ml hold n * n_heads * n_splits partials;
+// n_splits is at most 32 (attention_rows_splits never asks for more).
 void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
                            float *part_ml, cudaStream_t s);
 // How many parts to split each row's KV length into, so that n rows fill the GPU's sms.

@@ -14,9 +14,15 @@ void launch_embed(float *x, const bf16 *emb, const row_info *rows, int n_rows, i
   embed_kernel<<<n_rows, 256, 0, s>>>(x, emb, rows, dim);
 }
 
-// One block per output row: the residual add and the sum of squares in one pass over the row,
-// the scaled output in a second (the row is in L1/L2 by then). The residual stream x and the
-// projections added to it (y) stay fp32: only the normed output, a GEMM input, is bf16.
+// One block per output row. The residual stream x and the projections added to it (y) stay fp32:
+// only the normed output, a GEMM input, is bf16. Thread t takes elements t, t + threads, ... (V of
+// them, V fixed at compile time), loads them all (x, y and w) at once and keeps them in registers
+// for the sum of squares and the output, so the kernel waits for memory once: at one row the norm
+// is one block on one multiprocessor, and a loop that went back to memory for each element waited
+// a round trip per iteration (the two norms of a layer of an 8B decode of one sequence: 13.4 µs
+// with it, 5.8 with the loads together). Rows longer than V x threads take V = 0: that plain loop.
+// Both sum in the same order, so their results are bit for bit the same.
+template <int V>
 __global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, const float *y, const float *w,
                                                           const int *src_rows, int dim, float eps) {
   __shared__ float partial[32];
@@ -24,13 +30,38 @@ __global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, c
   float *xr = x + (size_t)src * dim;
   const float *yr = y ? y + (size_t)src * dim : nullptr;
   float ss = 0.0f;
-  for (int d = threadIdx.x; d < dim; d += blockDim.x) {
-    float v = xr[d];
-    if (yr) {
-      v += yr[d];
-      xr[d] = v;
+  float xv[V > 0 ? V : 1], wv[V > 0 ? V : 1];
+  if constexpr (V > 0) {
+    float yv[V];
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      int d = threadIdx.x + j * blockDim.x;
+      if (d < dim) {
+        xv[j] = xr[d];
+        wv[j] = w[d];
+        yv[j] = yr ? yr[d] : 0.0f;
+      }
     }
-    ss += v * v;
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      int d = threadIdx.x + j * blockDim.x;
+      if (d < dim) {
+        if (yr) {
+          xv[j] += yv[j];
+          xr[d] = xv[j];
+        }
+        ss += xv[j] * xv[j];
+      }
+    }
+  } else {
+    for (int d = threadIdx.x; d < dim; d += blockDim.x) {
+      float v = xr[d];
+      if (yr) {
+        v += yr[d];
+        xr[d] = v;
+      }
+      ss += v * v;
+    }
   }
   ss = warp_sum(ss);
   if ((threadIdx.x & 31) == 0)
@@ -45,14 +76,31 @@ __global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, c
   __syncthreads();
   float scale = partial[0];
   bf16 *o = out + (size_t)i * dim;
-  for (int d = threadIdx.x; d < dim; d += blockDim.x)
-    o[d] = __float2bfloat16(w[d] * (scale * xr[d]));
+  if constexpr (V > 0) {
+#pragma unroll
+    for (int j = 0; j < V; j++) {
+      int d = threadIdx.x + j * blockDim.x;
+      if (d < dim)
+        o[d] = __float2bfloat16(wv[j] * (scale * xv[j]));
+    }
+  } else {
+    for (int d = threadIdx.x; d < dim; d += blockDim.x)
+      o[d] = __float2bfloat16(w[d] * (scale * xr[d]));
+  }
 }
 
 void launch_add_rmsnorm(bf16 *out, float *x, const float *y, const float *w, const int *src_rows, int n_out,
                         int dim, float eps, cudaStream_t s) {
   int threads = dim >= 4096 ? 512 : dim >= 1024 ? 256 : 128;
-  add_rmsnorm_kernel<<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+  int per_thread = (dim + threads - 1) / threads;
+  if (per_thread <= 2)
+    add_rmsnorm_kernel<2><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+  else if (per_thread <= 8)
+    add_rmsnorm_kernel<8><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+  else if (per_thread <= 16)
+    add_rmsnorm_kernel<16><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+  else
+    add_rmsnorm_kernel<0><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
 }
 
 // One row per blockIdx.y, so no division per element.

@@ -752,7 +752,7 @@ int main(int argc, char **argv) {
   cublasCreate(&blas);
 
   test_embed(1000, 96, 17);
-  for (int dim : {64, 576, 4096}) {
+  for (int dim : {64, 100, 576, 1500, 4096, 8192, 9000}) { // each register-held width, and the plain loop
     test_rmsnorm(7, dim, false, false);
     test_rmsnorm(7, dim, true, false);
     test_rmsnorm(9, dim, true, true);
@@ -784,6 +784,8 @@ int main(int argc, char **argv) {
   for (int splits : {1, 3, 32})
     test_attention(16, 128, 4, 2, {{1500, 1}, {5, 1}, {999, 1}}, false, splits);
   test_attention(7, 8, 2, 4, quick ? small_mix : mix, false, 0); // stories260K: hd 8, rows kernel
+  for (int splits : {9, 32}) // hd 8 over more parts than its merge has threads per head
+    test_attention(7, 8, 2, 4, {{1500, 1}, {5, 1}, {999, 1}}, false, splits);
   test_attention(16, 80, 3, 2, small_mix, false, 0);               // a head size the prefill kernel does not take
   test_attention(16, 64, 16, 1, small_mix, true, 0);               // more query heads per KV head than a block takes
 

@@ -1,0 +1,32 @@
+-- yaie run logits.lua MODEL.gguf PROMPTS.json OUT.logits
+-- Writes the CPU forward pass's logits at every position of every prompt (float32, prompt after
+-- prompt), for the bf16 emulation sweep (README.md). PROMPTS.json: a list of token-id lists.
+local yaie = require "yaie"
+local C = require "yaie.c"
+local ffi, lib = C.ffi, C.lib
+local model_path, prompts_path, out_path = arg[1], arg[2], arg[3]
+local f = assert(io.open(prompts_path))
+local prompts = {}
+for list in f:read("*a"):gmatch("%[([%d,%s]*)%]") do -- the inner lists of [[ids], [ids], ...]
+  local ids = {}
+  for id in list:gmatch("%d+") do ids[#ids + 1] = tonumber(id) end
+  prompts[#prompts + 1] = ids
+end
+f:close()
+local model = yaie.load { model = model_path, tokenizer = false, device = "cpu",
+  threads = tonumber(os.getenv("THREADS") or "1") }
+local vocab = model.config.vocab_size
+local out = assert(io.open(out_path, "wb"))
+for _, ids in ipairs(prompts) do
+  local ctx, params = model:context(#ids, 16, #ids)
+  local pages = ffi.new("int32_t[?]", params.n_pages)
+  for i = 0, params.n_pages - 1 do pages[i] = i end
+  local seq = ffi.new("yaie_seq[1]", { { tokens = C.int32_array(ids), n_tokens = #ids, pos = 0, pages = pages,
+    n_pages = params.n_pages, all_logits = 1 } })
+  C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
+  local n = ffi.new("int[1]")
+  local logits = lib.yaie_context_logits(ctx, n)
+  assert(n[0] == #ids, "one row of logits per position")
+  out:write(ffi.string(logits, n[0] * vocab * 4))
+end
+out:close()
