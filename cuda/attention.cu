@@ -13,6 +13,12 @@
 #include "kernels.cuh"
 
 #define ROWS_THREADS 128
+// Blocks a multiprocessor must hold: it caps the registers (128 a thread) of the kernels that
+// would take more (the 128-wide head with 4 query heads took 154, 3 blocks). Measured on an H100,
+// 8B shape, 640 positions (`kbench`): KV read at 2,300 GB/s at batch 256 with 4 against 1,980
+// with the uncapped kernel, 1,635 against 1,440 at batch 64; 5 (93 registers) and 6 or 8 (which
+// spill) were no better than uncapped. Batch 1 is latency-bound and unchanged.
+#define ROWS_MIN_BLOCKS 4
 #define ROWS_TILE 128
 #define ROWS_GMAX 8
 #define ROWS_MAX_SPLITS 32 // parts of one row's KV length; the merge takes their weights in one warp
@@ -22,7 +28,7 @@
 // let the loops over a K/V row unroll, so each thread has its 16-byte loads in flight together,
 // and keep the accumulators (GM x 8 floats) in registers.
 template <int HD, int GM>
-__global__ void __launch_bounds__(ROWS_THREADS) attn_rows_kernel(attn_args a, const int *row_list, int n_splits,
+__global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS) attn_rows_kernel(attn_args a, const int *row_list, int n_splits,
                                                                  float *part_acc, float *part_ml) {
   constexpr int HDMAX = HD ? HD : 256;
   __shared__ float qs[GM][HDMAX];
