@@ -36,6 +36,8 @@ __global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS) attn_rows_kerne
   __shared__ float red[ROWS_THREADS * GM * 8];
   __shared__ size_t vofs[ROWS_TILE]; // each tile key's V row, as an offset from the pool's base
   __shared__ float stat[2][GM];
+  if (a.pdl_next)
+    pdl_trigger();
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int hd = HD ? HD : a.head_dim, group = a.n_heads / a.n_kv_heads;
   const int subs = (group + GM - 1) / GM;
@@ -204,6 +206,8 @@ __global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_spli
                                     const float *part_ml) {
   __shared__ float wgt[ROWS_MAX_SPLITS], lpart[ROWS_MAX_SPLITS];
   __shared__ float l_total;
+  if (a.pdl_next)
+    pdl_trigger();
   int h = blockIdx.x, ri = blockIdx.y, hd = a.head_dim;
   int row = row_list ? row_list[ri] : ri;
   size_t base = ((size_t)ri * a.n_heads + h) * n_splits;

@@ -107,6 +107,7 @@ static yaie_status context_init(cuda_context *ctx) {
   ctx->g.stream = ctx->stream;
   ctx->g.small_m = env_int("YAIE_CUDA_SMALL_M", 1);
   ctx->g.fuse_glu = env_int("YAIE_CUDA_FUSE_GLU", 1);
+  ctx->g.pdl = env_int("YAIE_CUDA_PDL", 1);
   ctx->use_prefill_tc = attention_prefill_supported(c->head_dim) && env_int("YAIE_CUDA_PREFILL_TC", 1);
   ctx->use_graphs = env_int("YAIE_CUDA_GRAPHS", 1);
 

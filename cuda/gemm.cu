@@ -78,13 +78,31 @@ __device__ __forceinline__ void small_step(float (&acc)[R][M], const uint4 (&wv)
   }
 }
 
+// Two strides of the R weight rows from word c (those below words).
+template <int R>
+__device__ __forceinline__ void load_strides(uint4 (&w0)[R], uint4 (&w1)[R], const bf16 *const (&wr)[R], int c,
+                                             int words) {
+#pragma unroll
+  for (int r = 0; r < R; r++) {
+    if (c < words)
+      w0[r] = load_stream(wr[r] + (size_t)c * 8);
+    if (c + SMALL_THREADS < words)
+      w1[r] = load_stream(wr[r] + (size_t)(c + SMALL_THREADS) * 8);
+  }
+}
+
 // A block computes R outputs for the M rows of x, its threads striding over k in 16-byte words (a
 // warp reads 512 contiguous bytes of a weight row per load), two strides at a time so that 2R
 // loads of W are in flight per thread; warps' partial sums meet in shared memory. Many small
-// blocks keep every multiprocessor busy even for a matrix of a thousand rows.
+// blocks keep every multiprocessor busy even for a matrix of a thousand rows. The first two
+// strides are loaded before pdl_wait(): launched as a dependent, the block fetches them while the
+// kernel before it (a norm, attention) finishes; at k = 4096 with R = 4 that is all of its W.
 template <int M, int R, typename T, bool GLU>
-__global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k) {
+__global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k,
+                                                                   int pdl) {
   __shared__ float part[SMALL_WARPS][R][M];
+  if (pdl) // launched as a dependent, so the kernel after it is a product too, or no dependent
+    pdl_trigger();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n0 = blockIdx.x * R;
   const int words = k / 8;
@@ -99,22 +117,15 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
     for (int m = 0; m < M; m++)
       acc[r][m] = 0.0f;
   int c = threadIdx.x;
-  for (; c + SMALL_THREADS < words; c += 2 * SMALL_THREADS) {
-    uint4 w0[R], w1[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-      w0[r] = load_stream(wr[r] + (size_t)c * 8);
-      w1[r] = load_stream(wr[r] + (size_t)(c + SMALL_THREADS) * 8);
-    }
+  uint4 w0[R], w1[R];
+  load_strides<R>(w0, w1, wr, c, words);
+  pdl_wait();
+  for (; c < words; c += 2 * SMALL_THREADS) {
     small_step<M, R, GLU>(acc, w0, x, k, c);
-    small_step<M, R, GLU>(acc, w1, x, k, c + SMALL_THREADS);
-  }
-  if (c < words) {
-    uint4 w0[R];
-#pragma unroll
-    for (int r = 0; r < R; r++)
-      w0[r] = load_stream(wr[r] + (size_t)c * 8);
-    small_step<M, R, GLU>(acc, w0, x, k, c);
+    if (c + SMALL_THREADS < words)
+      small_step<M, R, GLU>(acc, w1, x, k, c + SMALL_THREADS);
+    if (c + 2 * SMALL_THREADS < words)
+      load_strides<R>(w0, w1, wr, c + 2 * SMALL_THREADS, words);
   }
 #pragma unroll
   for (int r = 0; r < R; r++)
@@ -139,9 +150,21 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_small_kernel(T *y, const b
 // For one row of x and a tall matrix (the FFN's gate/up, the classifier): each warp owns two
 // weight rows over all of k, four strides of loads in flight, no block-wide reduction. A few
 // percent faster than the split-k blocks above when n is large (scripts/device/run.sh kbench).
+// As there, the first strides are loaded before pdl_wait().
 #define ROWS_PER_WARP 2
+__device__ __forceinline__ void load_rows4(uint4 (&v0)[4], uint4 (&v1)[4], const bf16 *w0, const bf16 *w1, int c) {
+#pragma unroll
+  for (int u = 0; u < 4; u++) {
+    v0[u] = load_stream(w0 + (size_t)(c + 32 * u) * 8);
+    v1[u] = load_stream(w1 + (size_t)(c + 32 * u) * 8);
+  }
+}
+
 template <typename T>
-__global__ void __launch_bounds__(SMALL_THREADS) gemm_rows_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k) {
+__global__ void __launch_bounds__(SMALL_THREADS) gemm_rows_kernel(T *y, const bf16 *x, const bf16 *w, int n, int k,
+                                                                  int pdl) {
+  if (pdl)
+    pdl_trigger();
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int n0 = (blockIdx.x * SMALL_WARPS + warp) * ROWS_PER_WARP;
   if (n0 >= n)
@@ -150,19 +173,19 @@ __global__ void __launch_bounds__(SMALL_THREADS) gemm_rows_kernel(T *y, const bf
   const bf16 *w0 = w + (size_t)n0 * k, *w1 = w + (size_t)min(n0 + 1, n - 1) * k;
   float a0 = 0.0f, a1 = 0.0f;
   int c = lane;
+  uint4 v0[4], v1[4];
+  if (c + 96 < words)
+    load_rows4(v0, v1, w0, w1, c);
+  pdl_wait();
   for (; c + 96 < words; c += 128) {
-    uint4 v0[4], v1[4];
-#pragma unroll
-    for (int u = 0; u < 4; u++) {
-      v0[u] = load_stream(w0 + (size_t)(c + 32 * u) * 8);
-      v1[u] = load_stream(w1 + (size_t)(c + 32 * u) * 8);
-    }
 #pragma unroll
     for (int u = 0; u < 4; u++) {
       uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)(c + 32 * u) * 8));
       a0 += dot8(v0[u], xv);
       a1 += dot8(v1[u], xv);
     }
+    if (c + 128 + 96 < words)
+      load_rows4(v0, v1, w0, w1, c + 128);
   }
   for (; c < words; c += 32) {
     uint4 xv = __ldg(reinterpret_cast<const uint4 *>(x + (size_t)c * 8));
@@ -189,43 +212,60 @@ static int rows_per_block(void) {
   return rows;
 }
 
+// kernel<<<blocks, SMALL_THREADS, 0, s>>>(args), as a programmatic dependent launch when pdl.
+template <typename T> static void launch_streaming(void (*kernel)(T *, const bf16 *, const bf16 *, int, int, int),
+                                                   int blocks, cudaStream_t s, int pdl, void *y, const bf16 *x,
+                                                   const bf16 *w, int n, int k) {
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(blocks);
+  cfg.blockDim = dim3(SMALL_THREADS);
+  cfg.stream = s;
+  cfg.attrs = &attr;
+  cfg.numAttrs = pdl ? 1 : 0;
+  cudaLaunchKernelEx(&cfg, kernel, (T *)y, x, w, n, k, pdl); // an error surfaces in cudaGetLastError()
+}
+
 template <int M, int R, bool GLU>
-static void launch_split_k(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s) {
+static void launch_split_k(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s, int pdl) {
   int blocks = ceil_div(n, R);
   if (y_f32)
-    gemm_small_kernel<M, R, float, GLU><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
+    launch_streaming<float>(gemm_small_kernel<M, R, float, GLU>, blocks, s, pdl, y, x, w, n, k);
   else
-    gemm_small_kernel<M, R, bf16, GLU><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+    launch_streaming<bf16>(gemm_small_kernel<M, R, bf16, GLU>, blocks, s, pdl, y, x, w, n, k);
 }
 
 template <int M, bool GLU>
-static void launch_small_m(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s) {
+static void launch_small_m(void *y, int y_f32, const bf16 *x, const bf16 *w, int n, int k, cudaStream_t s, int pdl) {
   if (M == 1 && !GLU && n >= 16384) {
     int blocks = ceil_div(n, SMALL_WARPS * ROWS_PER_WARP);
     if (y_f32)
-      gemm_rows_kernel<float><<<blocks, SMALL_THREADS, 0, s>>>((float *)y, x, w, n, k);
+      launch_streaming<float>(gemm_rows_kernel<float>, blocks, s, pdl, y, x, w, n, k);
     else
-      gemm_rows_kernel<bf16><<<blocks, SMALL_THREADS, 0, s>>>((bf16 *)y, x, w, n, k);
+      launch_streaming<bf16>(gemm_rows_kernel<bf16>, blocks, s, pdl, y, x, w, n, k);
     return;
   }
   switch (rows_per_block()) {
-  case 2: launch_split_k<M, 2, GLU>(y, y_f32, x, w, n, k, s); break;
-  case 8: launch_split_k<M, 8, GLU>(y, y_f32, x, w, n, k, s); break;
-  default: launch_split_k<M, 4, GLU>(y, y_f32, x, w, n, k, s); break;
+  case 2: launch_split_k<M, 2, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
+  case 8: launch_split_k<M, 8, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
+  default: launch_split_k<M, 4, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
   }
 }
 
 template <bool GLU>
-static void launch_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s) {
+static void launch_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s,
+                         int pdl) {
   // Rows beyond a supported M go in further launches of the largest kernel.
   size_t out_size = y_f32 ? sizeof(float) : sizeof(bf16);
   while (m > 0) {
     int take = m >= 8 ? 8 : m >= 4 ? 4 : m >= 2 ? 2 : 1;
     switch (take) {
-    case 8: launch_small_m<8, GLU>(y, y_f32, x, w, n, k, s); break;
-    case 4: launch_small_m<4, GLU>(y, y_f32, x, w, n, k, s); break;
-    case 2: launch_small_m<2, GLU>(y, y_f32, x, w, n, k, s); break;
-    default: launch_small_m<1, GLU>(y, y_f32, x, w, n, k, s); break;
+    case 8: launch_small_m<8, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
+    case 4: launch_small_m<4, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
+    case 2: launch_small_m<2, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
+    default: launch_small_m<1, GLU>(y, y_f32, x, w, n, k, s, pdl); break;
     }
     x += (size_t)take * k * (GLU ? 2 : 1);
     y = (char *)y + (size_t)take * n * out_size;
@@ -234,11 +274,11 @@ static void launch_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m
 }
 
 void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s,
-                       int glu) {
+                       int glu, int pdl) {
   if (glu)
-    launch_small<true>(y, y_f32, x, w, m, n, k, s);
+    launch_small<true>(y, y_f32, x, w, m, n, k, s, pdl);
   else
-    launch_small<false>(y, y_f32, x, w, m, n, k, s);
+    launch_small<false>(y, y_f32, x, w, m, n, k, s, pdl);
 }
 
 bool gemm_small_path(const gemm_ctx &g, int m, int k) { return m <= g.small_m && k % 8 == 0; }
@@ -248,7 +288,7 @@ yaie_status gemm(const gemm_ctx &g, void *y, int y_f32, const bf16 *x, const bf1
   // both: on an H200 at m = 1, 2.4 TB/s against 1.8 for a 4096 x 4096 matrix, 3.7 against 3.3 for
   // 4096 x 14336, a tie for the larger ones).
   if (gemm_small_path(g, m, k)) {
-    launch_gemm_small(y, y_f32, x, w, m, n, k, g.stream, 0);
+    launch_gemm_small(y, y_f32, x, w, m, n, k, g.stream, 0, g.pdl);
     return YAIE_OK;
   }
   // Column-major view: Y^T (n x m) = W (n x k, i.e. W^T stored k x n) ^T . X^T (k x m).

@@ -15,10 +15,10 @@ void launch_embed(float *x, const bf16 *emb, const row_info *rows, int n_rows, i
 // For each output row i (source row src = src_rows ? src_rows[i] : i): x[src] += y[src] when y is
 // given (the residual add), then out[i] = RMSNorm(x[src]) * w, in bf16.
 void launch_add_rmsnorm(bf16 *out, float *x, const float *y, const float *w, const int *src_rows, int n_out,
-                        int dim, float eps, cudaStream_t s);
+                        int dim, float eps, cudaStream_t s, int pdl_next = 0);
 
 // h[r][i] = silu(gu[r][i]) * gu[r][hidden + i].
-void launch_swiglu(bf16 *h, const bf16 *gu, int n_rows, int hidden, cudaStream_t s);
+void launch_swiglu(bf16 *h, const bf16 *gu, int n_rows, int hidden, cudaStream_t s, int pdl_next = 0);
 
 void launch_f32_to_bf16(bf16 *out, const float *in, size_t n, cudaStream_t s);
 
@@ -67,6 +67,7 @@ struct gemm_ctx {
   cudaStream_t stream;
   int small_m;  // products with m <= small_m rows use the streaming kernel, not cuBLAS (0: never)
   int fuse_glu; // SwiGLU inside the down projection when it takes the streaming kernel
+  int pdl;      // the streaming kernel may start while the kernel before it runs (common.cuh)
 };
 // y[m][n] = x[m][k] . w[n][k]^T, fp32 accumulation; y in bf16, or fp32 when y_f32.
 yaie_status gemm(const gemm_ctx &g, void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k);
@@ -75,7 +76,7 @@ bool gemm_small_path(const gemm_ctx &g, int m, int k);
 // The streaming kernel (k % 8 == 0). glu: x's rows are [gate | up], 2k wide, and the product is
 // taken with silu(gate) * up (SwiGLU fused into the down projection).
 void launch_gemm_small(void *y, int y_f32, const bf16 *x, const bf16 *w, int m, int n, int k, cudaStream_t s,
-                       int glu = 0);
+                       int glu = 0, int pdl = 0);
 
 // ---- Sampling (sample.cu) ------------------------------------------------------------------
 

@@ -24,8 +24,10 @@ void launch_embed(float *x, const bf16 *emb, const row_info *rows, int n_rows, i
 // Both sum in the same order, so their results are bit for bit the same.
 template <int V>
 __global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, const float *y, const float *w,
-                                                          const int *src_rows, int dim, float eps) {
+                                                          const int *src_rows, int dim, float eps, int pdl_next) {
   __shared__ float partial[32];
+  if (pdl_next)
+    pdl_trigger();
   int i = blockIdx.x, src = src_rows ? src_rows[i] : i;
   float *xr = x + (size_t)src * dim;
   const float *yr = y ? y + (size_t)src * dim : nullptr;
@@ -90,21 +92,23 @@ __global__ void __launch_bounds__(512) add_rmsnorm_kernel(bf16 *out, float *x, c
 }
 
 void launch_add_rmsnorm(bf16 *out, float *x, const float *y, const float *w, const int *src_rows, int n_out,
-                        int dim, float eps, cudaStream_t s) {
+                        int dim, float eps, cudaStream_t s, int pdl_next) {
   int threads = dim >= 4096 ? 512 : dim >= 1024 ? 256 : 128;
   int per_thread = (dim + threads - 1) / threads;
   if (per_thread <= 2)
-    add_rmsnorm_kernel<2><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+    add_rmsnorm_kernel<2><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps, pdl_next);
   else if (per_thread <= 8)
-    add_rmsnorm_kernel<8><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+    add_rmsnorm_kernel<8><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps, pdl_next);
   else if (per_thread <= 16)
-    add_rmsnorm_kernel<16><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+    add_rmsnorm_kernel<16><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps, pdl_next);
   else
-    add_rmsnorm_kernel<0><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps);
+    add_rmsnorm_kernel<0><<<n_out, threads, 0, s>>>(out, x, y, w, src_rows, dim, eps, pdl_next);
 }
 
 // One row per blockIdx.y, so no division per element.
-__global__ void swiglu_kernel(bf16 *h, const bf16 *gu, int hidden) {
+__global__ void swiglu_kernel(bf16 *h, const bf16 *gu, int hidden, int pdl_next) {
+  if (pdl_next)
+    pdl_trigger();
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= hidden)
     return;
@@ -113,8 +117,8 @@ __global__ void swiglu_kernel(bf16 *h, const bf16 *gu, int hidden) {
   h[(size_t)blockIdx.y * hidden + c] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
 }
 
-void launch_swiglu(bf16 *h, const bf16 *gu, int n_rows, int hidden, cudaStream_t s) {
-  swiglu_kernel<<<dim3(ceil_div(hidden, 256), n_rows), 256, 0, s>>>(h, gu, hidden);
+void launch_swiglu(bf16 *h, const bf16 *gu, int n_rows, int hidden, cudaStream_t s, int pdl_next) {
+  swiglu_kernel<<<dim3(ceil_div(hidden, 256), n_rows), 256, 0, s>>>(h, gu, hidden, pdl_next);
 }
 
 __global__ void f32_to_bf16_kernel(bf16 *out, const float *in, size_t n) {

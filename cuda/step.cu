@@ -84,6 +84,11 @@ struct step_plan {
   int splits;
 };
 
+// Whether a product of m rows over k is launched as a dependent of the kernel before it (the
+// streaming kernel's loads of W then overlap that kernel: common.cuh), which that kernel must
+// be told, to trigger it.
+static int pdl_into(const cuda_context *ctx, int m, int k) { return ctx->g.pdl && gemm_small_path(ctx->g, m, k); }
+
 static yaie_status run_layers(cuda_context *ctx, const step_plan *sp) {
   const yaie_config *c = &ctx->c;
   const cuda_weights *w = ctx->w;
@@ -92,14 +97,16 @@ static yaie_status run_layers(cuda_context *ctx, const step_plan *sp) {
   int qkv_dim = q_dim + 2 * yaie_kv_dim(c);
   float eps = c->norm_eps;
   attn_args aa = {ctx->q, ctx->att, ctx->kv, 0, ctx->d_rows, ctx->d_tables, ctx->max_pages, c->n_heads,
-                  c->n_kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim)};
+                  c->n_kv_heads, c->head_dim, 1.0f / sqrtf((float)c->head_dim),
+                  !sp->n_items && pdl_into(ctx, n, q_dim)};
   qkv_args qa = {ctx->q, ctx->kv, 0, ctx->qkv, nullptr, nullptr, nullptr, w->inv_freq, ctx->d_rows, ctx->d_tables,
                  ctx->max_pages, c->n_heads, c->n_kv_heads, c->head_dim, c->rope_layout, eps};
 
   launch_embed(ctx->x, w->emb, ctx->d_rows, n, dim, s);
   for (int l = 0; l < c->n_layers; l++) {
     const cuda_layer *L = &w->layers[l];
-    launch_add_rmsnorm(ctx->xb, ctx->x, l ? ctx->y : nullptr, L->attn_norm, nullptr, n, dim, eps, s);
+    launch_add_rmsnorm(ctx->xb, ctx->x, l ? ctx->y : nullptr, L->attn_norm, nullptr, n, dim, eps, s,
+                       pdl_into(ctx, n, dim));
     STATUS_TRY(gemm(ctx->g, ctx->qkv, 0, ctx->xb, L->wqkv, n, qkv_dim, dim));
     qa.layer = l;
     qa.bias = L->bqkv;
@@ -112,16 +119,17 @@ static yaie_status run_layers(cuda_context *ctx, const step_plan *sp) {
     if (sp->n_items)
       launch_attention_prefill(aa, ctx->d_items, sp->n_items, s);
     STATUS_TRY(gemm(ctx->g, ctx->y, 1, ctx->att, L->wo, n, dim, q_dim));
-    launch_add_rmsnorm(ctx->xb, ctx->x, ctx->y, L->ffn_norm, nullptr, n, dim, eps, s);
+    launch_add_rmsnorm(ctx->xb, ctx->x, ctx->y, L->ffn_norm, nullptr, n, dim, eps, s, pdl_into(ctx, n, dim));
     STATUS_TRY(gemm(ctx->g, ctx->hb, 0, ctx->xb, L->w_gate_up, n, 2 * hidden, dim));
     if (ctx->g.fuse_glu && gemm_small_path(ctx->g, n, hidden)) { // one row: SwiGLU inside the down projection
-      launch_gemm_small(ctx->y, 1, ctx->hb, L->w_down, n, dim, hidden, s, 1);
+      launch_gemm_small(ctx->y, 1, ctx->hb, L->w_down, n, dim, hidden, s, 1, ctx->g.pdl);
     } else {
-      launch_swiglu(ctx->h, ctx->hb, n, hidden, s);
+      launch_swiglu(ctx->h, ctx->hb, n, hidden, s, pdl_into(ctx, n, hidden));
       STATUS_TRY(gemm(ctx->g, ctx->y, 1, ctx->h, L->w_down, n, dim, hidden));
     }
   }
-  launch_add_rmsnorm(ctx->xb, ctx->x, ctx->y, w->final_norm, sp->logit_src, sp->n_logit, dim, eps, s);
+  launch_add_rmsnorm(ctx->xb, ctx->x, ctx->y, w->final_norm, sp->logit_src, sp->n_logit, dim, eps, s,
+                     pdl_into(ctx, sp->n_logit, dim));
   return gemm(ctx->g, ctx->logits, 1, ctx->xb, w->classifier, sp->n_logit, c->vocab_size, dim);
 }
 

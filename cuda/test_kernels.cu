@@ -366,7 +366,7 @@ static void test_attention(int page_size, int head_dim, int group, int n_kv, con
   int splits = force_splits ? force_splits : attention_rows_splits(n_dec, n_kv, group, 132, max_len);
   float *pacc = poisoned<float>((size_t)std::max(n_dec, 1) * n_heads * splits * head_dim);
   float *pml = poisoned<float>((size_t)std::max(n_dec, 1) * n_heads * splits * 2);
-  attn_args a = {dq, dout, f.kv, layer, dri, f.dtables, f.max_pages, n_heads, n_kv, head_dim, 1.0f / sqrtf((float)head_dim)};
+  attn_args a = {dq, dout, f.kv, layer, dri, f.dtables, f.max_pages, n_heads, n_kv, head_dim, 1.0f / sqrtf((float)head_dim), 0};
   if (n_dec)
     launch_attention_rows(a, ddec, n_dec, splits, pacc, pml, 0);
   if (!items.empty())
@@ -410,12 +410,50 @@ static void test_attention(int page_size, int head_dim, int group, int n_kv, con
 
 // ---- Matrix products ---------------------------------------------------------------------------
 
+// Copies src to dst after spinning for about 200 µs, having let a dependent launch start at once:
+// the streaming product, launched as one right after it, reads its x only if it waits
+// (pdl_wait) for this kernel's writes; x starts as NaN.
+__global__ void late_copy_kernel(bf16 *dst, const bf16 *src, size_t n) {
+  pdl_trigger();
+  long long t0 = clock64();
+  while (clock64() - t0 < 400000) {
+  }
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = src[i];
+}
+
+// The products under test run on a stream of their own: the legacy default stream need not honour
+// programmatic dependent launch.
+static cudaStream_t pdl_stream() {
+  static cudaStream_t s = nullptr;
+  if (!s)
+    CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return s;
+}
+
+// x on the device by way of late_copy_kernel on pdl_stream(); *stage (free it after the product
+// ran) holds it.
+static bf16 *upload_late(const vector<bf16> &x, bf16 **stage) {
+  bf16 *d = poisoned<bf16>(x.size());
+  *stage = upload(x);
+  SYNC(); // the poisoning is on the default stream, which pdl_stream() does not wait for
+  late_copy_kernel<<<4, 256, 0, pdl_stream()>>>(d, *stage, x.size());
+  return d;
+}
+
 static void test_gemm(cublasHandle_t blas, int m, int n, int k, int out_f32, int small_m) {
   auto x = to_bf16(rand_f32((size_t)m * k)), w = to_bf16(rand_f32((size_t)n * k, 0.0, 0.05));
-  bf16 *dx = upload(x), *dw = upload(w);
+  bf16 *dw = upload(w);
   void *dy = out_f32 ? (void *)poisoned<float>((size_t)m * n) : (void *)poisoned<bf16>((size_t)m * n);
-  gemm_ctx g = {blas, 0, small_m, 0};
-  if (gemm(g, dy, out_f32, dx, dw, m, n, k) != YAIE_OK) {
+  gemm_ctx g = {blas, pdl_stream(), small_m, 0, 1};
+  cublasSetStream(blas, pdl_stream());
+  gemm(g, dy, out_f32, dw, dw, m, n, k); // loads the kernels first (CUDA loads modules lazily)
+  SYNC();
+  CHECK(cudaMemset(dy, 0xff, (size_t)m * n * (out_f32 ? sizeof(float) : sizeof(bf16)))); // poisoned again
+  bf16 *stage, *dx = upload_late(x, &stage);
+  yaie_status st = gemm(g, dy, out_f32, dx, dw, m, n, k);
+  cublasSetStream(blas, 0);
+  if (st != YAIE_OK) {
     printf("FAIL gemm: %s\n", cuda_last_error());
     failures++;
     return;
@@ -439,14 +477,18 @@ static void test_gemm(cublasHandle_t blas, int m, int n, int k, int out_f32, int
   snprintf(name, sizeof name, "gemm %s %d x %d x %d -> %s", m <= small_m ? "small-m" : "cublas", m, n, k,
            out_f32 ? "f32" : "bf16");
   report(name, rel_err(got, ref), out_f32 ? 1e-3 : 1e-2);
-  cudaFree(dx), cudaFree(dw), cudaFree(dy);
+  cudaFree(dx), cudaFree(dw), cudaFree(dy), cudaFree(stage);
 }
 
 // SwiGLU fused into the streaming product: x rows are [gate | up].
 static void test_gemm_glu(int m, int n, int k) {
   auto x = to_bf16(rand_f32((size_t)m * 2 * k, 0.0, 1.5)), w = to_bf16(rand_f32((size_t)n * k, 0.0, 0.05));
-  bf16 *dx = upload(x), *dw = upload(w), *dy = poisoned<bf16>((size_t)m * n);
-  launch_gemm_small(dy, 0, dx, dw, m, n, k, 0, 1);
+  bf16 *dw = upload(w), *dy = poisoned<bf16>((size_t)m * n);
+  launch_gemm_small(dy, 0, dw, dw, m, n, k, pdl_stream(), 1, 1); // loads the kernel first
+  SYNC();
+  CHECK(cudaMemset(dy, 0xff, (size_t)m * n * sizeof(bf16))); // poisoned again
+  bf16 *stage, *dx = upload_late(x, &stage);
+  launch_gemm_small(dy, 0, dx, dw, m, n, k, pdl_stream(), 1, 1);
   SYNC();
   auto got = to_f64(download(dy, (size_t)m * n));
   auto xd = to_f64(x), wd = to_f64(w);
@@ -463,7 +505,7 @@ static void test_gemm_glu(int m, int n, int k) {
   char name[96];
   snprintf(name, sizeof name, "gemm small-m with fused SwiGLU %d x %d x %d", m, n, k);
   report(name, rel_err(got, ref), 1e-2);
-  cudaFree(dx), cudaFree(dw), cudaFree(dy);
+  cudaFree(dx), cudaFree(dw), cudaFree(dy), cudaFree(stage);
 }
 
 // ---- Sampling -----------------------------------------------------------------------------------
@@ -673,7 +715,7 @@ static void bench(cublasHandle_t blas) {
     for (int m : ms_list) {
       int which = 0;
       double t_blas = time_ms([&] {
-        gemm_ctx g = {blas, 0, 0, 0};
+        gemm_ctx g = {blas, 0, 0, 0, 0};
         gemm(g, y, 0, x, ws[which++ % copies], m, s.n, s.k);
       });
       double t_small = m <= 8 ? time_ms([&] { launch_gemm_small(y, 0, x, ws[which++ % copies], m, s.n, s.k, 0); }) : 0;
@@ -708,7 +750,7 @@ static void bench(cublasHandle_t blas) {
     row_info *dri = upload(ri);
     int splits = attention_rows_splits(batch, n_kv, group, 132, len);
     float *pacc = poisoned<float>((size_t)batch * n_heads * splits * hd), *pml = poisoned<float>((size_t)batch * n_heads * splits * 2);
-    attn_args a = {q, out, f.kv, 0, dri, f.dtables, f.max_pages, n_heads, n_kv, hd, 0.0884f};
+    attn_args a = {q, out, f.kv, 0, dri, f.dtables, f.max_pages, n_heads, n_kv, hd, 0.0884f, 0};
     double t = time_ms([&] { launch_attention_rows(a, nullptr, batch, splits, pacc, pml, 0); });
     double bytes = (double)batch * len * n_kv * hd * 2 * 2;
     printf("decode batch %3d len %d splits %2d: %.3f ms, %.0f GB/s of KV\n", batch, len, splits, t, bytes / t / 1e6);
@@ -728,7 +770,7 @@ static void bench(cublasHandle_t blas) {
     bf16 *q = upload(qh), *out = poisoned<bf16>((size_t)n_tok * n_heads * hd);
     row_info *dri = upload(ri);
     prefill_item *dit = upload(items);
-    attn_args a = {q, out, f.kv, 0, dri, f.dtables, f.max_pages, n_heads, n_kv, hd, 0.0884f};
+    attn_args a = {q, out, f.kv, 0, dri, f.dtables, f.max_pages, n_heads, n_kv, hd, 0.0884f, 0};
     double t = time_ms([&] { launch_attention_prefill(a, dit, (int)items.size(), 0); }, 10);
     double flops = 4.0 * n_heads * hd * (double)n_tok * n_tok / 2;
     printf("prefill %4d tokens: %.3f ms, %.0f TFLOP/s (causal)\n", n_tok, t, flops / t / 1e9);
