@@ -28,8 +28,8 @@
 // let the loops over a K/V row unroll, so each thread has its 16-byte loads in flight together,
 // and keep the accumulators (GM x 8 floats) in registers.
 template <int HD, int GM>
-__global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS) attn_rows_kernel(attn_args a, const int *row_list, int n_splits,
-                                                                 float *part_acc, float *part_ml) {
+__global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS)
+    attn_rows_kernel(attn_args a, const int *row_list, int n_splits, float *part_acc, float *part_ml) {
   constexpr int HDMAX = HD ? HD : 256;
   __shared__ float qs[GM][HDMAX];
   __shared__ float sc[GM][ROWS_TILE];
@@ -201,8 +201,8 @@ __global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS) attn_rows_kerne
 // loop over parts has no branch around its loads, so they are all in flight together. (A loop that
 // skipped empty parts with a branch waited one cache round trip per part: an 8B decode of one
 // sequence over 32 parts spent 21.3 µs a layer in attention and merge with it, 16.8 without.
-// Merging in the rows kernel's last block to finish, with an atomic counter, measured 6% slower:
-// one block then does all of a KV head's merging.) The sums run in the order of the loop this
+// Merging in the rows kernel's last block to finish, with an atomic counter, measured slower in
+// both sessions: cuda/NOTES.md.) The sums run in the order of the loop this
 // replaced, part by part, so the results are bit for bit the same. Needs blockDim.x >= 32.
 __global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_splits, const float *part_acc,
                                     const float *part_ml) {
