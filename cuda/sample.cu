@@ -25,22 +25,14 @@ struct sample_smem {
   int flag;
 };
 
-__device__ __forceinline__ float block_max(float v, sample_smem &sh) {
-  v = warp_max(v);
+// The block's reduction of v: each warp reduces with warp_op, warp leaders meet in buf (one slot a
+// warp), and every thread gets the result. SAMPLE_THREADS is 1024: 32 warps, one slot per lane.
+template <typename T, typename WarpOp> __device__ __forceinline__ T block_reduce(T v, T *buf, WarpOp warp_op) {
+  v = warp_op(v);
   if ((threadIdx.x & 31) == 0)
-    sh.f[threadIdx.x >> 5] = v;
+    buf[threadIdx.x >> 5] = v;
   __syncthreads();
-  v = warp_max(sh.f[threadIdx.x & 31]);
-  __syncthreads();
-  return v;
-}
-
-__device__ __forceinline__ float block_sum(float v, sample_smem &sh) {
-  v = warp_sum(v);
-  if ((threadIdx.x & 31) == 0)
-    sh.f[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = warp_sum(sh.f[threadIdx.x & 31]);
+  v = warp_op(buf[threadIdx.x & 31]);
   __syncthreads();
   return v;
 }
@@ -52,14 +44,14 @@ __device__ __forceinline__ u64 warp_sum_u64(u64 v) {
   return v;
 }
 
+__device__ __forceinline__ float block_max(float v, sample_smem &sh) {
+  return block_reduce(v, sh.f, warp_max);
+}
+__device__ __forceinline__ float block_sum(float v, sample_smem &sh) {
+  return block_reduce(v, sh.f, warp_sum);
+}
 __device__ __forceinline__ u64 block_sum_u64(u64 v, sample_smem &sh) {
-  v = warp_sum_u64(v);
-  if ((threadIdx.x & 31) == 0)
-    sh.u[threadIdx.x >> 5] = v;
-  __syncthreads();
-  v = warp_sum_u64(sh.u[threadIdx.x & 31]);
-  __syncthreads();
-  return v;
+  return block_reduce(v, sh.u, warp_sum_u64);
 }
 
 // The largest value with ties going to the lowest index (engine/sampler.c's argmax).

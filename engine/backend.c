@@ -157,7 +157,7 @@ yaie_status yaie_check_batch(const yaie_config *c, const yaie_context_params *p,
         return yaie_fail(YAIE_ERR_ARG, "forward: token id %d is outside the vocabulary of %d", q->tokens[i],
                          c->vocab_size);
     rows += q->n_tokens;
-    logit_rows += q->all_logits ? q->n_tokens : 1;
+    logit_rows += yaie_seq_logit_rows(q);
   }
   if (rows > p->max_batch_tokens)
     return yaie_fail(YAIE_ERR_ARG, "forward: %d tokens in one step, more than max_batch_tokens %d", rows,

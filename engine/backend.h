@@ -59,6 +59,9 @@ const yaie_backend_ops *yaie_context_ops(const yaie_context *ctx, void **impl);
 /* Rows of logits the last successful step produced (0 before any, or after a failed one). */
 int yaie_context_logit_rows(const yaie_context *ctx);
 
+/* Rows of logits a sequence of a step leaves: every position's, or its last one's. */
+static inline int yaie_seq_logit_rows(const yaie_seq *q) { return q->all_logits ? q->n_tokens : 1; }
+
 /* Checks a step against the model and the context's sizes; counts its rows and logit rows. */
 yaie_status yaie_check_batch(const yaie_config *c, const yaie_context_params *p, const yaie_batch *b,
                              int *n_rows, int *n_logit_rows);

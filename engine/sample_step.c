@@ -24,8 +24,7 @@ static yaie_status sample_on_backend(yaie_context *ctx, const yaie_batch *batch,
   }
   int n = 0, row = 0;
   for (int s = 0; s < batch->n_seqs; s++) {
-    const yaie_seq *q = &batch->seqs[s];
-    row += q->all_logits ? q->n_tokens : 1;
+    row += yaie_seq_logit_rows(&batch->seqs[s]);
     out[s] = -1;
     if (!samplers[s])
       continue;
@@ -56,10 +55,8 @@ yaie_status yaie_sample_step(yaie_context *ctx, const yaie_batch *batch, yaie_sa
   if (!batch || batch->n_seqs < 1)
     return yaie_fail(YAIE_ERR_ARG, "sample_step: empty batch");
   int n_rows = yaie_context_logit_rows(ctx), row = 0;
-  for (int s = 0; s < batch->n_seqs; s++) {
-    const yaie_seq *q = &batch->seqs[s];
-    row += q->all_logits ? q->n_tokens : 1;
-  }
+  for (int s = 0; s < batch->n_seqs; s++)
+    row += yaie_seq_logit_rows(&batch->seqs[s]);
   if (row != n_rows)
     return yaie_fail(YAIE_ERR_STATE, "sample_step: the batch does not match the last step's %d logit rows", n_rows);
   void *impl;
@@ -69,8 +66,7 @@ yaie_status yaie_sample_step(yaie_context *ctx, const yaie_batch *batch, yaie_sa
   int vocab = yaie_context_vocab(ctx);
   row = 0;
   for (int s = 0; s < batch->n_seqs; s++) {
-    const yaie_seq *q = &batch->seqs[s];
-    row += q->all_logits ? q->n_tokens : 1;
+    row += yaie_seq_logit_rows(&batch->seqs[s]);
     out[s] = -1;
     if (!samplers[s])
       continue;

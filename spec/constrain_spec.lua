@@ -304,11 +304,7 @@ end)
 
 -- ---------------------------------------------------------------------------------------------
 local function new_sampler(seed, temperature, vocab)
-  local p = ffi.new("yaie_sampler_params", { temperature = temperature, top_k = 0, top_p = 1, min_p = 0,
-    repetition_penalty = 1, frequency_penalty = 0, presence_penalty = 0, seed = seed })
-  local out = ffi.new("yaie_sampler*[1]")
-  C.check(lib.yaie_sampler_new(p, vocab, out))
-  return ffi.gc(out[0], lib.yaie_sampler_free)
+  return require("yaie.generate").sampler({ temperature = temperature, seed = seed }, vocab)
 end
 
 local function count(mask, n)

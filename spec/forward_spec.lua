@@ -23,6 +23,23 @@ describe("the CPU forward pass", function()
     end,
   })
 
+  it("gives a prompt's logits through Model:prompt_logits, every row or the last", function()
+    local m = require("yaie").load { model = H.stories .. "/stories260K.bin", tokenizer = false }
+    local all, n_all, keep_all = m:prompt_logits(tokens, true)
+    local last, n_last, keep_last = m:prompt_logits(tokens)
+    assert.are.equal(#tokens, n_all)
+    assert.are.equal(1, n_last)
+    local row_all, row_last = {}, {}
+    for i = 0, vocab - 1 do
+      row_all[i + 1] = all[(#tokens - 1) * vocab + i]
+      row_last[i + 1] = last[i]
+    end
+    local ref = F.run_sequence(new_context(64, 16, 64), F.seq_pages(3, 0, 1), tokens, 64, vocab)
+    assert.is_true(F.max_rel_diff(ref, row_last) < 1e-5)
+    assert.is_true(F.max_rel_diff(row_last, row_all) < 1e-5)
+    assert.is_truthy(keep_all and keep_last) -- the contexts the logits live in
+  end)
+
   it("rejects bad batches with a message and no damage", function()
     local ctx = new_context(2, 16, 8)
     local toks = C.int32_array { 1, 2, 3 }

@@ -31,15 +31,7 @@ local function run_work(engine, work) return W.run(engine, work, { ignore_eos = 
 -- The reference's margin between two tokens after a prefix (one forward on a fresh context), and
 -- the row's largest |logit|.
 local function margin_after(model, prefix, a, b)
-  local ctx, params = model:context(#prefix + 1, 16, #prefix)
-  local pages = ffi.new("int32_t[?]", params.n_pages)
-  for i = 0, params.n_pages - 1 do pages[i] = i end
-  local arr = C.int32_array(prefix)
-  local seq = ffi.new("yaie_seq[1]", { { tokens = arr, n_tokens = #prefix, pos = 0, pages = pages,
-    n_pages = params.n_pages, all_logits = 0 } })
-  C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
-  local n = ffi.new("int[1]")
-  local l = lib.yaie_context_logits(ctx, n)
+  local l, _, keep = model:prompt_logits(prefix) -- keep: the context the logits live in
   local scale = 0
   for i = 0, model.config.vocab_size - 1 do scale = math.max(scale, math.abs(l[i])) end
   return math.abs(l[a] - l[b]), scale

@@ -95,4 +95,19 @@ function Model:context(n_tokens, page_size, max_batch_tokens)
   return ffi.gc(out[0], lib.yaie_context_free), params
 end
 
+-- Runs ids as one sequence from position 0 on a fresh context. Returns the logits (floats, a
+-- row per position when all, else the last position's row), the number of rows, and the context
+-- that holds them (keep it while reading them).
+function Model:prompt_logits(ids, all)
+  local ctx, params = self:context(#ids, 16, #ids)
+  local pages = ffi.new("int32_t[?]", params.n_pages)
+  for i = 0, params.n_pages - 1 do pages[i] = i end
+  local toks = C.int32_array(ids)
+  local seq = ffi.new("yaie_seq[1]", { { tokens = toks, n_tokens = #ids, pos = 0, pages = pages,
+    n_pages = params.n_pages, all_logits = all and 1 or 0 } })
+  C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
+  local n = ffi.new("int[1]")
+  return lib.yaie_context_logits(ctx, n), n[0], ctx
+end
+
 return M

@@ -29,13 +29,7 @@ local REGEXES = {
   { "free line", [[[^\n]{1,300}]] },
 }
 
-local function sampler(seed, vocab)
-  local p = ffi.new("yaie_sampler_params", { temperature = 1, top_k = 0, top_p = 1, min_p = 0,
-    repetition_penalty = 1, frequency_penalty = 0, presence_penalty = 0, seed = seed })
-  local out = ffi.new("yaie_sampler*[1]")
-  C.check(lib.yaie_sampler_new(p, vocab, out))
-  return ffi.gc(out[0], lib.yaie_sampler_free)
-end
+local function sampler(seed, vocab) return require("yaie.generate").sampler({ temperature = 1, seed = seed }, vocab) end
 
 -- Token sequences sampled under the constraint with random logits (EOS a little favoured once
 -- allowed, so sequences end on their own as well as at MAX_TOKENS).

@@ -5,7 +5,6 @@
 --   yaie run scripts/device/stories_check.lua [STORIES_DIR]      exit 0: all 200 tokens equal
 local yaie = require "yaie"
 local C = require "yaie.c"
-local ffi, lib = C.ffi, C.lib
 
 local NEAR_TIE = 0.05 -- of logits of order 10: below bf16 resolution
 local dir = arg[1] or (os.getenv("YAIE_SHARED") or (C.root .. "/../shared")) .. "/models/stories260K"
@@ -32,14 +31,7 @@ while cpu[k] == gpu[k] do k = k + 1 end
 -- The CPU's logits after BOS and its own first k - 1 tokens.
 local prefix = { 1 }
 for i = 1, k - 1 do prefix[#prefix + 1] = cpu[i] end
-local ctx, params = cpu_model:context(#prefix, 16, #prefix)
-local pages = ffi.new("int32_t[?]", params.n_pages)
-for i = 0, params.n_pages - 1 do pages[i] = i end
-local seq = ffi.new("yaie_seq[1]", { { tokens = C.int32_array(prefix), n_tokens = #prefix, pos = 0, pages = pages,
-  n_pages = params.n_pages, all_logits = 0 } })
-C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
-local n = ffi.new("int[1]")
-local logits = lib.yaie_context_logits(ctx, n)
+local logits, _, keep = cpu_model:prompt_logits(prefix) -- keep: the context the logits live in
 local margin = logits[cpu[k]] - logits[gpu[k]]
 print(("stories260K on the GPU: the first %d of 200 tokens are EXPECTED.txt's; at token %d the CPU picks %d, "
   .. "the GPU %d, and the CPU's fp32 margin between them is %.4f (%s)"):format(k - 1, k, cpu[k], gpu[k], margin,

@@ -4,7 +4,7 @@
 -- ({"greedy": [[ids...], ...]}: STEPS greedy tokens per prompt, all prompts batched by the engine).
 local yaie = require "yaie"
 local C = require "yaie.c"
-local ffi, lib = C.ffi, C.lib
+local ffi = C.ffi
 
 local dir, prompts_path, prefix, steps = arg[1], arg[2], arg[3], tonumber(arg[4])
 assert(dir and prompts_path and prefix and steps, "usage: yaie run yaie_run.lua MODEL_DIR PROMPTS.json OUT_PREFIX STEPS")
@@ -29,17 +29,9 @@ local vocab = model.config.vocab_size
 -- Logits of every position, one prompt at a time.
 local out = assert(io.open(prefix .. ".logits", "wb"))
 for _, ids in ipairs(prompts) do
-  local ctx, params = model:context(#ids, 16, #ids)
-  local pages = ffi.new("int32_t[?]", params.n_pages)
-  for i = 0, params.n_pages - 1 do pages[i] = i end
-  local arr = C.int32_array(ids)
-  local seq = ffi.new("yaie_seq[1]", { { tokens = arr, n_tokens = #ids, pos = 0, pages = pages,
-    n_pages = params.n_pages, all_logits = 1 } })
-  C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
-  local n = ffi.new("int[1]")
-  local logits = lib.yaie_context_logits(ctx, n)
-  assert(n[0] == #ids)
-  out:write(ffi.string(logits, n[0] * vocab * 4))
+  local logits, n = model:prompt_logits(ids, true)
+  assert(n == #ids)
+  out:write(ffi.string(logits, n * vocab * 4))
 end
 out:close()
 

@@ -3,7 +3,7 @@
 -- prompt), for the bf16 emulation sweep (README.md). PROMPTS.json: a list of token-id lists.
 local yaie = require "yaie"
 local C = require "yaie.c"
-local ffi, lib = C.ffi, C.lib
+local ffi = C.ffi
 local model_path, prompts_path, out_path = arg[1], arg[2], arg[3]
 local f = assert(io.open(prompts_path))
 local prompts = {}
@@ -18,15 +18,8 @@ local model = yaie.load { model = model_path, tokenizer = false, device = "cpu",
 local vocab = model.config.vocab_size
 local out = assert(io.open(out_path, "wb"))
 for _, ids in ipairs(prompts) do
-  local ctx, params = model:context(#ids, 16, #ids)
-  local pages = ffi.new("int32_t[?]", params.n_pages)
-  for i = 0, params.n_pages - 1 do pages[i] = i end
-  local seq = ffi.new("yaie_seq[1]", { { tokens = C.int32_array(ids), n_tokens = #ids, pos = 0, pages = pages,
-    n_pages = params.n_pages, all_logits = 1 } })
-  C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = seq, n_seqs = 1 })))
-  local n = ffi.new("int[1]")
-  local logits = lib.yaie_context_logits(ctx, n)
-  assert(n[0] == #ids, "one row of logits per position")
-  out:write(ffi.string(logits, n[0] * vocab * 4))
+  local logits, n = model:prompt_logits(ids, true)
+  assert(n == #ids, "one row of logits per position")
+  out:write(ffi.string(logits, n * vocab * 4))
 end
 out:close()
