@@ -1,5 +1,5 @@
 // Sampling on the GPU, one block per sequence, so only the token id (and its logprob) comes back.
-// The steps mirror engine/sampler.c: mask, penalties, then greedy, or a temperature softmax with
+// The steps mirror engine/runtime/sampler.c: mask, penalties, then greedy, or a temperature softmax with
 // min-p, top-k and top-p truncation and a draw. Instead of sorting the vocabulary, the kept set is
 // found by radix selection on the weights' float bits (4 passes of 8 bits): top-k keeps weights
 // >= the k-th largest, top-p those >= the largest threshold whose mass reaches p (tokens tied at
@@ -54,7 +54,7 @@ __device__ __forceinline__ u64 block_sum_u64(u64 v, sample_smem &sh) {
   return block_reduce(v, sh.u, warp_sum_u64);
 }
 
-// The largest value with ties going to the lowest index (engine/sampler.c's argmax).
+// The largest value with ties going to the lowest index (engine/runtime/sampler.c's argmax).
 __device__ int block_argmax(const float *l, int vocab, sample_smem &sh) {
   float best = -INFINITY;
   int idx = vocab;

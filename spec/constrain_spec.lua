@@ -1,4 +1,4 @@
--- Constrained decoding (engine/regex_*.c, engine/constrain.c, lua/yaie/constrain.lua): the regex
+-- Constrained decoding (engine/constrain/regex_*.c, engine/constrain/constrain.c, lua/yaie/constrain.lua): the regex
 -- engine against hand-written expectations and against PCRE2, bad patterns, the constraint API,
 -- a property spec (random regexes and seeds, sampled with random logits through the mask, every
 -- finished output fully matching and every mask exactly the tokens that keep a match possible),
@@ -13,7 +13,7 @@ local TOK512 = H.stories .. "/tok512.bin"
 local GPT2 = H.shared .. "/tokenizer-tests/ggml-vocab-gpt-2.gguf"
 
 pcall(ffi.cdef, "int memcmp(const void *a, const void *b, size_t n);")
--- Internal (engine/regex.h): a mask computed without the cache, over the trie or token by token.
+-- Internal (engine/constrain/regex.h): a mask computed without the cache, over the trie or token by token.
 pcall(ffi.cdef, "yaie_status yaie_constraint_mask_compute(yaie_constraint *c, int state, int use_trie, uint8_t *out);")
 
 -- ---------------------------------------------------------------------------------------------

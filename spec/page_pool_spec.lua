@@ -1,4 +1,4 @@
--- The KV page pool (engine/page_pool.c) through lua/yaie/pool.lua, and its C API directly.
+-- The KV page pool (engine/kv/page_pool.c) through lua/yaie/pool.lua, and its C API directly.
 local yaie = require "yaie"
 local C = require "yaie.c"
 local ffi, lib = C.ffi, C.lib

@@ -1,4 +1,4 @@
--- The radix-tree prefix cache (engine/radix_*.c) through lua/yaie/radix.lua: unit cases, bad
+-- The radix-tree prefix cache (engine/kv/radix_*.c) through lua/yaie/radix.lua: unit cases, bad
 -- calls, and a randomized differential test against a plain Lua model of a prefix cache.
 local yaie = require "yaie"
 

@@ -1,4 +1,4 @@
--- The tokenizers (engine/tokenizer*.c, lua/yaie/tokenizer.lua, `yaie tokenize`): llama.cpp's test
+-- The tokenizers (engine/text/tokenizer*.c, lua/yaie/tokenizer.lua, `yaie tokenize`): llama.cpp's test
 -- vectors for three vocabularies, round trips, streaming decode, llama2.c tokenizer.bin against
 -- the same vocabulary as GGUF, Hugging Face tokenizer.json written and read back, special
 -- tokens, and corrupt inputs failing with messages that name the file.

@@ -1,4 +1,4 @@
--- yaie.pool: the KV page pool (engine/page_pool.c) through the FFI.
+-- yaie.pool: the KV page pool (engine/kv/page_pool.c) through the FFI.
 --
 --   local pool = yaie.pool.new { pages = 1024, page_size = 16 }
 --   local pool = yaie.pool.new { bytes = 2^30, page_size = 16, layers = 32, kv_heads = 8,

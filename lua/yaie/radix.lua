@@ -1,4 +1,4 @@
--- yaie.radix: the radix-tree prefix cache (engine/radix_*.c) through the FFI.
+-- yaie.radix: the radix-tree prefix cache (engine/kv/radix_*.c) through the FFI.
 --
 --   local tree = yaie.radix.new { pool = pool, namespace = "llama-3-8b" }  -- namespace optional
 --   local n, pages, node = tree:match(ids)    -- cached prefix length, its pages, its last node

@@ -5,7 +5,7 @@
 local C = require "yaie.c"
 local ffi, lib = C.ffi, C.lib
 
--- Internal to the engine (engine/tokenizer.h), so not in the public header the FFI reads.
+-- Internal to the engine (engine/text/tokenizer.h), so not in the public header the FFI reads.
 pcall(ffi.cdef, "yaie_status yaie_tokenizer_save_hf(const yaie_tokenizer *tok, const char *dir);")
 
 local Tokenizer = {}

@@ -2,7 +2,7 @@
  * picks the backend from yaie_context_params.device; the public calls (yaie_forward,
  * yaie_context_logits, yaie_sample_step) validate their arguments once here and dispatch.
  *
- * The CPU backend is linked in (engine/forward_cpu.c). The CUDA backend is a separate library,
+ * The CPU backend is linked in (engine/cpu/forward_cpu.c). The CUDA backend is a separate library,
  * libyaie_cuda.so beside libyaie.so, loaded on first use, so that libyaie neither links nor
  * needs CUDA: its one exported symbol, yaie_cuda_backend(), returns the ops table below. The
  * CUDA library is C++ and only includes this header and model.h, so both stay plain C. */
@@ -16,7 +16,7 @@
 
 enum { YAIE_DEVICE_CPU = 0, YAIE_DEVICE_CUDA = 1 };
 
-/* One sequence's sampling request, built from its host sampler (engine/sampler.c), for a
+/* One sequence's sampling request, built from its host sampler (engine/runtime/sampler.c), for a
  * backend that samples where its logits are. The host keeps the sampler's state: the random
  * draw comes from the sampler's own stream (so a seed gives the same draws on every backend),
  * and the penalties' counts from the tokens the caller accepted. */

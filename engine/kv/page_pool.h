@@ -1,4 +1,4 @@
-/* The pool's side of its contract with the radix tree (engine/radix_*.c), not part of the public
+/* The pool's side of its contract with the radix tree (engine/kv/radix_*.c), not part of the public
  * API: the tree marks the pages it caches, and which of those lie in locked nodes, so that the
  * pool keeps its evictable count in O(1) and can refuse to free a page the tree still holds. */
 #ifndef YAIE_PAGE_POOL_H

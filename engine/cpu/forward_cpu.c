@@ -3,7 +3,7 @@
  * QKV (+bias, +Q/K norm), RoPE, K/V written into pages, causal attention through each
  * sequence's page table, output projection, residual, RMSNorm, SwiGLU, residual; final norm and
  * the classifier for the rows that need logits. Matrix products run over all the step's tokens
- * at once (engine/matmul_cpu.c); attention is split over (token, head) pairs across threads.
+ * at once (engine/cpu/matmul_cpu.c); attention is split over (token, head) pairs across threads.
  * Every row is computed the same way whatever else is in the batch. */
 #include <math.h>
 #include <omp.h>
