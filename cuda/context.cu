@@ -45,7 +45,8 @@ static void context_free(void *impl) {
   void *dev[] = {ctx->kv.base, ctx->d_tables, ctx->x, ctx->xb, ctx->qkv, ctx->q, ctx->att, ctx->y, ctx->hb,
                  ctx->h, ctx->logits, ctx->part_acc, ctx->part_ml, ctx->d_rows, ctx->d_logit_src,
                  ctx->d_decode_rows, ctx->d_items, ctx->d_patches, ctx->d_srows, ctx->d_ids, ctx->d_lps,
-                 ctx->d_pen, ctx->d_pen_orig, ctx->d_masks, ctx->blas_ws};
+                 ctx->d_pen, ctx->d_pen_orig, ctx->d_masks, ctx->blas_ws, ctx->d_rsrows, ctx->d_rints,
+                 ctx->d_rtok, ctx->d_rlp};
   for (void *p : dev)
     cudaFree(p);
   for (int i = 0; i < 2; i++) {
@@ -56,7 +57,10 @@ static void context_free(void *impl) {
     if (m->done)
       cudaEventDestroy(m->done);
   }
-  void *host[] = {ctx->h_srows, ctx->h_ids, ctx->h_lps, ctx->h_pen, ctx->h_masks};
+  void *host[] = {ctx->h_srows, ctx->h_ids, ctx->h_lps, ctx->h_pen, ctx->h_masks, ctx->h_rsrows, ctx->h_rints,
+                  ctx->h_rtok, ctx->h_rlp};
+  if (ctx->round_done)
+    cudaEventDestroy(ctx->round_done);
   for (void *p : host)
     cudaFreeHost(p);
   if (ctx->blas)
@@ -241,7 +245,7 @@ static float *context_logits(void *impl, int *n_rows) {
 extern "C" __attribute__((visibility("default"))) const yaie_backend_ops *yaie_cuda_backend(void) {
   static const yaie_backend_ops ops = {
       YAIE_BACKEND_ABI, "cuda", cuda_last_error, cuda_probe, context_new, context_free,
-      cuda_forward,     context_logits, cuda_sample,
+      cuda_forward,     context_logits, cuda_sample,    cuda_round_begin, cuda_round_wait,
   };
   return &ops;
 }

@@ -83,9 +83,33 @@ struct cuda_context {
 
   graph_entry graphs[MAX_GRAPHS];
   int n_graphs, graph_max;
+
+  // The last step's shape, for running it again (a decode round's later steps).
+  int last_bucket, last_decode_rows, last_splits;
+
+  // A decode round (round.cu): its sampling rows [step][row], per-row state, and its tokens and
+  // logprobs [step][row], staged in pinned memory and copied back once.
+  sample_row *h_rsrows, *d_rsrows;
+  size_t rsrows_cap;
+  int *h_rints, *d_rints; // limits[n], state[n], stop_offsets[n + 1], stop ids
+  size_t rints_cap;
+  int *h_rtok, *d_rtok;
+  size_t rtok_cap;
+  float *h_rlp, *d_rlp;
+  size_t rlp_cap;
+  int round_cells;
+  cudaEvent_t round_done;
 };
 
 yaie_status cuda_forward(void *impl, const yaie_batch *batch, int n_rows, int n_logit_rows);
+// The forward step with each sequence's page table covering ends[s] positions (NULL: the step's).
+yaie_status cuda_forward_until(cuda_context *ctx, const yaie_batch *b, int n_rows, int n_logit_rows, const int *ends);
+// Runs the last step's layers again over d_rows as they are now; the last step must have been a
+// decode step of rows in order.
+yaie_status cuda_forward_again(cuda_context *ctx);
+yaie_status cuda_round_begin(void *impl, const yaie_batch *b, int n_steps, const yaie_round_row *rows,
+                             int want_logprobs);
+yaie_status cuda_round_wait(void *impl, int32_t *tokens, float *logprobs);
 yaie_status cuda_sample(void *impl, const yaie_sample_req *reqs, int n_reqs, int32_t *ids, float *logprobs);
 void cuda_graphs_free(cuda_context *ctx);
 

@@ -90,3 +90,13 @@ struct sample_row {
 // row's uniform. logits are changed in place. ids[i] = -2 when the mask forbids every token.
 void launch_sample(int *ids, float *logprobs, float *logits, const sample_row *rows, int n, int vocab,
                    const int *pen_tok, const int *pen_cnt, float *pen_orig, const uint8_t *masks, cudaStream_t s);
+
+// ---- Decode rounds (round_kernels.cu) ------------------------------------------------------
+
+// After a round's step-th sampling: row i (i < n) records ids[i] (and lps[i]) in out_tok/out_lp
+// [step][n] and, unless it ended (its limit reached or one of its stop ids sampled), takes the
+// token as its next input one position on; an ended row records -1 from then on and moves to the
+// trash table at position 0, so that it writes no K/V of its own. ints: limits[n], state[n] (tokens
+// produced so far, -1 once ended), stop_offsets[n + 1], then the stop ids.
+void launch_round_advance(row_info *rows, const int *ids, const float *lps, int *out_tok, float *out_lp, int *ints,
+                          int step, int n, int trash_table, cudaStream_t s);

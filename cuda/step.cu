@@ -30,8 +30,10 @@ static yaie_status patch_room(meta_set *ms, int used, int more) {
   return YAIE_OK;
 }
 
-static yaie_status table_for(cuda_context *ctx, int s, const yaie_seq *q, meta_set *ms, int *n_patches, int *out) {
-  int need = ceil_div((long)q->pos + q->n_tokens, ctx->p.page_size);
+// end: the positions the table must cover (a decode round's later steps reach past this step's).
+static yaie_status table_for(cuda_context *ctx, int s, const yaie_seq *q, long end, meta_set *ms, int *n_patches,
+                             int *out) {
+  int need = ceil_div(end, ctx->p.page_size);
   if (need > ctx->max_pages)
     return cuda_fail(YAIE_ERR_ARG, "device cuda: sequence %d needs %d pages, more than the pool's positions allow (%d)",
                      s, need, ctx->max_pages);
@@ -205,8 +207,8 @@ static yaie_status run_graph(cuda_context *ctx, int bucket) {
 // ---------------------------------------------------------------------------------------------
 // The step.
 
-yaie_status cuda_forward(void *impl, const yaie_batch *b, int n_rows, int n_logit_rows) {
-  cuda_context *ctx = (cuda_context *)impl;
+yaie_status cuda_forward_until(cuda_context *ctx, const yaie_batch *b, int n_rows, int n_logit_rows,
+                               const int *ends) {
   ctx->n_logit_rows = 0;
   ctx->logits_on_host = 0;
   ctx->step++;
@@ -222,7 +224,8 @@ yaie_status cuda_forward(void *impl, const yaie_batch *b, int n_rows, int n_logi
   for (int s = 0; s < b->n_seqs; s++) {
     const yaie_seq *q = &b->seqs[s];
     int table = 0;
-    STATUS_TRY(table_for(ctx, s, q, ms, &n_patches, &table));
+    long end = ends ? ends[s] : (long)q->pos + q->n_tokens;
+    STATUS_TRY(table_for(ctx, s, q, end, ms, &n_patches, &table));
     int tc = ctx->use_prefill_tc && q->n_tokens > 1;
     for (int i = 0; i < q->n_tokens; i++) {
       ms->rows[r + i] = row_info{q->tokens[i], q->pos + i, table, 0};
@@ -238,8 +241,8 @@ yaie_status cuda_forward(void *impl, const yaie_batch *b, int n_rows, int n_logi
     // Heavier (later) query tiles first, so the long ones start early.
     for (int q0 = tc ? (q->n_tokens - 1) / 64 * 64 : -1; q0 >= 0; q0 -= 64)
       ms->items[n_items++] = prefill_item{r, q->n_tokens, q->pos, table, q0, {0, 0, 0}};
-    if (q->pos + q->n_tokens > max_len)
-      max_len = q->pos + q->n_tokens;
+    if (end > max_len)
+      max_len = (int)end;
     r += q->n_tokens;
   }
   int bucket = decode ? bucket_for(ctx, n_rows) : 0;
@@ -268,14 +271,31 @@ yaie_status cuda_forward(void *impl, const yaie_batch *b, int n_rows, int n_logi
     CUDA_TRY(cudaMemcpyAsync(ctx->d_items, ms->items, (size_t)n_items * sizeof(prefill_item), cudaMemcpyHostToDevice, st));
   CUDA_TRY(cudaEventRecord(ms->done, st));
 
+  ctx->last_bucket = bucket;
+  ctx->last_decode_rows = decode && dec_identity && logit_identity ? n_rows : 0;
+  ctx->last_splits = splits_for(ctx, n_dec, max_len);
   if (bucket) {
     STATUS_TRY(run_graph(ctx, bucket));
   } else {
     step_plan sp = {n_rows, lr, logit_identity ? nullptr : ctx->d_logit_src, n_dec,
-                    dec_identity ? nullptr : ctx->d_decode_rows, n_items, splits_for(ctx, n_dec, max_len)};
+                    dec_identity ? nullptr : ctx->d_decode_rows, n_items, ctx->last_splits};
     STATUS_TRY(run_layers(ctx, &sp));
   }
   CUDA_TRY(cudaGetLastError());
   ctx->n_logit_rows = n_logit_rows;
   return YAIE_OK;
+}
+
+yaie_status cuda_forward(void *impl, const yaie_batch *b, int n_rows, int n_logit_rows) {
+  return cuda_forward_until((cuda_context *)impl, b, n_rows, n_logit_rows, nullptr);
+}
+
+yaie_status cuda_forward_again(cuda_context *ctx) {
+  int n = ctx->last_decode_rows;
+  if (!n)
+    return cuda_fail(YAIE_ERR_STATE, "device cuda: the last step was not a decode step to run again");
+  if (ctx->last_bucket)
+    return run_graph(ctx, ctx->last_bucket);
+  step_plan sp = {n, n, nullptr, n, nullptr, 0, ctx->last_splits};
+  return run_layers(ctx, &sp);
 }

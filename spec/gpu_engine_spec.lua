@@ -89,7 +89,7 @@ describe("the engine on the GPU #gpu", function()
             k = k + 1
             local cfg = { model = model, device = "cuda", check = true, page_size = ps, chunk_size = chunk,
               radix_cache = cache, kv_pages = ps == 1 and 8192 or 512, max_running = (k % 3 == 0) and 12 or nil,
-              policy = ({ "lpm", "fcfs", "dfs_weight", "lof" })[k % 4 + 1] }
+              policy = ({ "lpm", "fcfs", "dfs_weight", "lof" })[k % 4 + 1], decode_steps = ({ 1, 4, 16 })[k % 3 + 1] }
             local engine = yaie.engine(cfg)
             local reqs = run_work(engine, work)
             compare(model, work, expected, reqs, ("%s ps=%d chunk=%s cache=%s"):format(name, ps, tostring(chunk),
@@ -111,6 +111,7 @@ describe("the engine on the GPU #gpu", function()
     for _, cfg in ipairs {
       { page_size = 16, kv_pages = math.ceil(longest / 16) + 2, radix_cache = true, chunk_size = 7 },
       { page_size = 1, kv_pages = longest + 24, radix_cache = false, chunk_size = 1, policy = "fcfs" },
+      { page_size = 16, kv_pages = math.ceil(longest / 16) + 2, radix_cache = true, chunk_size = 7, decode_steps = 8 },
     } do
       cfg.model, cfg.device, cfg.check = model, "cuda", true
       local engine = yaie.engine(cfg)

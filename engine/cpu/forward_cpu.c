@@ -281,4 +281,6 @@ const yaie_backend_ops yaie_cpu_backend = {
   .forward = cpu_forward,
   .logits = cpu_logits,
   .sample = NULL,
+  .round_begin = NULL,
+  .round_wait = NULL,
 };

@@ -175,4 +175,30 @@ yaie_status yaie_sample_step(yaie_context *ctx, const yaie_batch *batch, yaie_sa
  * row r predicts the token after the r-th logit row). out[i] = log softmax(logits[rows[i]])[tokens[i]]. */
 yaie_status yaie_token_logprobs(yaie_context *ctx, const int32_t *rows, const int32_t *tokens, int n, float *out);
 
+/* ---------------------------------------------------------------------------------------------
+ * Decode rounds (engine/runtime/round.c): up to n_steps decode steps of a batch in one call, each
+ * step's sampled tokens feeding the next step without a round trip to the host (on CUDA the
+ * steps, the sampling and the feedback are queued on the GPU and the tokens come back in one
+ * copy; the CPU backend runs the same loop on the host).
+ *
+ * The batch holds sequences in the decode phase: one new token each (its last sampled token, at
+ * pos), with pages covering pos + limits[i] positions. Row i produces at most limits[i] tokens
+ * (1 <= limits[i] <= n_steps) and ends early on sampling one of its stop ids, stop_ids[
+ * stop_offsets[i] .. stop_offsets[i + 1]) (stop_offsets has n_seqs + 1 entries; NULL: none). A
+ * row that ended stops writing K/V. Sampling is the samplers' own (same draws, same tokens as
+ * n_steps single steps with yaie_sample_step), without masks; the samplers accept each produced
+ * token except a stop id, so the caller must not accept them again.
+ *
+ * Overlap contract: yaie_round_begin queues the round and returns (on the CPU it has already run
+ * it). Until yaie_round_wait the caller may do any host work, but must leave this context, the
+ * batch's arrays and pages, and its samplers alone; yaie_forward and a second begin fail with
+ * YAIE_ERR_STATE. yaie_round_wait writes tokens[step * n_seqs + i], -1 after row i ended, and the
+ * tokens' logprobs likewise when want_logprobs was set (logprobs may be NULL otherwise). */
+yaie_status yaie_round_begin(yaie_context *ctx, const yaie_batch *batch, int n_steps, yaie_sampler *const *samplers,
+                             const int32_t *limits, const int32_t *stop_offsets, const int32_t *stop_ids,
+                             int want_logprobs);
+yaie_status yaie_round_wait(yaie_context *ctx, int32_t *tokens, float *logprobs);
+/* 1 while a round is queued and not yet waited for. */
+int yaie_round_pending(const yaie_context *ctx);
+
 #endif

@@ -16,6 +16,7 @@ struct yaie_context {
   yaie_model *model;
   yaie_context_params params;
   int n_logit_rows; /* of the last successful step */
+  struct yaie_round_state *round; /* a decode round in flight (round.c) */
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -117,6 +118,7 @@ yaie_status yaie_context_new(yaie_model *model, const yaie_context_params *param
 void yaie_context_free(yaie_context *ctx) {
   if (!ctx)
     return;
+  yaie_round_discard(ctx);
   ctx->ops->context_free(ctx->impl);
   free(ctx);
 }
@@ -124,6 +126,14 @@ void yaie_context_free(yaie_context *ctx) {
 int yaie_context_vocab(const yaie_context *ctx) { return ctx->model->config.vocab_size; }
 
 int yaie_context_logit_rows(const yaie_context *ctx) { return ctx->n_logit_rows; }
+
+struct yaie_round_state **yaie_context_round(yaie_context *ctx) { return &ctx->round; }
+
+void yaie_context_set_logit_rows(yaie_context *ctx, int n) { ctx->n_logit_rows = n; }
+
+const yaie_context_params *yaie_context_params_of(const yaie_context *ctx) { return &ctx->params; }
+
+const yaie_config *yaie_context_config(const yaie_context *ctx) { return &ctx->model->config; }
 
 float *yaie_context_logits(yaie_context *ctx, int *n_rows) {
   int have = 0; /* a device backend gives fewer rows when it cannot copy them */
@@ -169,6 +179,8 @@ yaie_status yaie_check_batch(const yaie_config *c, const yaie_context_params *p,
 
 yaie_status yaie_forward(yaie_context *ctx, const yaie_batch *batch) {
   int rows = 0, logit_rows = 0;
+  if (yaie_round_pending(ctx))
+    return yaie_fail(YAIE_ERR_STATE, "forward: a decode round is in flight (yaie_round_wait first)");
   ctx->n_logit_rows = 0;
   YAIE_TRY(yaie_check_batch(&ctx->model->config, &ctx->params, batch, &rows, &logit_rows));
   yaie_status st = ctx->ops->forward(ctx->impl, batch, rows, logit_rows);

@@ -12,7 +12,7 @@
 #include "model.h"
 
 /* Bumped whenever a struct below changes, so a stale libyaie_cuda.so is refused, not misread. */
-#define YAIE_BACKEND_ABI 1
+#define YAIE_BACKEND_ABI 2
 
 enum { YAIE_DEVICE_CPU = 0, YAIE_DEVICE_CUDA = 1 };
 
@@ -30,6 +30,15 @@ typedef struct yaie_sample_req {
   const uint8_t *mask;   /* vocab_size bytes, 0 forbids the token; or NULL */
 } yaie_sample_req;
 
+/* One row of a decode round (yaie_round_begin) for a backend that runs rounds itself. */
+typedef struct yaie_round_row {
+  yaie_sampler_params params;
+  const float *uniforms;    /* limit draws in [0, 1) for temperature > 0; NULL when greedy */
+  int limit;                /* most tokens the row produces, 1..n_steps */
+  const int32_t *stop_ids;  /* ends the row when sampled */
+  int n_stop;
+} yaie_round_row;
+
 typedef struct yaie_backend_ops {
   int abi; /* YAIE_BACKEND_ABI */
   const char *name;
@@ -46,6 +55,12 @@ typedef struct yaie_backend_ops {
   /* Samples one token per request (NULL: the host samples from logits() instead). ids[i] and
    * logprobs[i] (logprobs may be NULL) answer reqs[i]. */
   yaie_status (*sample)(void *impl, const yaie_sample_req *reqs, int n_reqs, int32_t *ids, float *logprobs);
+  /* Queues a decode round of n_steps over a checked batch of one-token rows, without penalties
+   * or masks (NULL: rounds run step by step through forward and the host samplers). */
+  yaie_status (*round_begin)(void *impl, const yaie_batch *batch, int n_steps, const yaie_round_row *rows,
+                             int want_logprobs);
+  /* Waits for it: tokens[step * n_seqs + i], -1 after row i ended; logprobs likewise (or NULL). */
+  yaie_status (*round_wait)(void *impl, int32_t *tokens, float *logprobs);
 } yaie_backend_ops;
 
 extern const yaie_backend_ops yaie_cpu_backend;
@@ -56,6 +71,14 @@ yaie_status yaie_backend_get(int device, const yaie_backend_ops **out);
 
 /* The backend and its context object behind a public context. */
 const yaie_backend_ops *yaie_context_ops(const yaie_context *ctx, void **impl);
+/* The context's round in flight (engine/runtime/round.c), or NULL. */
+struct yaie_round_state **yaie_context_round(yaie_context *ctx);
+/* Waits for and drops a round in flight, if any (a context being freed). */
+void yaie_round_discard(yaie_context *ctx);
+const yaie_context_params *yaie_context_params_of(const yaie_context *ctx);
+const yaie_config *yaie_context_config(const yaie_context *ctx);
+/* Sets the rows of logits the context reports (a round leaves none to sample from). */
+void yaie_context_set_logit_rows(yaie_context *ctx, int n);
 /* Rows of logits the last successful step produced (0 before any, or after a failed one). */
 int yaie_context_logit_rows(const yaie_context *ctx);
 

@@ -180,9 +180,21 @@ yaie_status yaie_sampler_sample(yaie_sampler *s, float *logits, const uint8_t *m
   return YAIE_OK;
 }
 
+int yaie_sampler_has_penalties(const yaie_sampler *s) {
+  const yaie_sampler_params *p = &s->p;
+  return p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+}
+
+const yaie_sampler_params *yaie_sampler_params_of(const yaie_sampler *s) { return &s->p; }
+
+void yaie_sampler_draws(yaie_sampler *s, int n, float *out) {
+  for (int i = 0; i < n; i++)
+    out[i] = s->p.temperature == 0.0f ? 0.0f : random_unit(s);
+}
+
 void yaie_sampler_request(yaie_sampler *s, yaie_sample_req *req) {
   const yaie_sampler_params *p = &s->p;
-  int penalties = p->repetition_penalty != 1.0f || p->frequency_penalty != 0.0f || p->presence_penalty != 0.0f;
+  int penalties = yaie_sampler_has_penalties(s);
   req->params = *p;
   req->uniform = p->temperature == 0.0f ? 0.0f : random_unit(s);
   req->seen = penalties ? s->seen : NULL;

@@ -27,8 +27,27 @@ end
 
 local M = {}
 
+-- Every option yaie.engine{} reads; any other name is an error, so a misspelt one is caught.
+M.options = {
+  model = true, tokenizer = true, threads = true, device = true, page_size = true, kv_memory = true,
+  kv_pages = true, max_batch_tokens = true, max_running = true, policy = true, on_policy_error = true,
+  chunk_size = true, radix_cache = true, check = true, seed = true, decode_steps = true,
+}
+
+local function check_options(opts)
+  for k in pairs(opts) do
+    if not M.options[k] then
+      local names = {}
+      for n in pairs(M.options) do names[#names + 1] = n end
+      table.sort(names)
+      error("engine: unknown option '" .. tostring(k) .. "' (options: " .. table.concat(names, ", ") .. ")", 3)
+    end
+  end
+end
+
 function M.new(opts)
   opts = opts or {}
+  check_options(opts)
   local device = opts.device or (type(opts.model) == "table" and opts.model.device) or "cpu"
   if device ~= "cpu" and device ~= "cuda" then
     error("engine: device '" .. tostring(device) .. "' is not available (cpu or cuda)", 2)
@@ -150,6 +169,8 @@ function Engine:stats()
     hit_rate = c.prompt_tokens > 0 and c.cached_tokens / c.prompt_tokens or 0,
     prompt_tokens = c.prompt_tokens, cached_tokens = c.cached_tokens, computed_tokens = c.computed_tokens,
     preemptions = c.preemptions, policy_errors = c.policy_errors,
+    rounds = s.rounds.rounds, round_steps = s.rounds.steps_run,
+    host_ms = s.host_s * 1e3, round_host_ms = s.rounds.host_s * 1e3, round_host_hidden_ms = s.rounds.hidden_s * 1e3,
     pages_total = pool.total, pages_used = pool.used, pages_free = pool.free, pages_evictable = pool.evictable,
     last_step_seqs = s.last.seqs, last_step_tokens = s.last.tokens,
     last_step_c_ms = s.last.c_s * 1e3, last_step_lua_ms = s.last.lua_s * 1e3,

@@ -63,6 +63,16 @@ function M.load(opts)
   return self
 end
 
+-- A model made in C (yaie_model_random), owned from here on: token ids in and out only.
+function M.wrap(ptr, opts)
+  opts = opts or {}
+  local self = setmetatable({ ptr = ffi.gc(ptr, lib.yaie_model_free), path = "(random weights)",
+    threads = opts.threads or 0, device = opts.device or "cpu" }, Model)
+  M.device_code(self.device)
+  self.config = config_table(lib.yaie_model_config(ptr))
+  return self
+end
+
 local function need_tokenizer(self)
   if not self.tokenizer then
     error(self.path .. ": no tokenizer found with the model; give one with tokenizer = PATH (--tokenizer)", 0)

@@ -116,8 +116,8 @@ local function emit(self, upto)
 end
 
 -- Appends a sampled token (with its logprob when asked for); returns the finish reason when a
--- stop rule fires, else nil.
-function Request:append(id, logprob)
+-- stop rule fires, else nil. accepted: the sampler already counted it (a decode round's do).
+function Request:append(id, logprob, accepted)
   if self.max_new == 0 then return "length" end -- prefill or scoring only
   local now = C.now()
   self.token_times[#self.token_times + 1] = now
@@ -132,7 +132,7 @@ function Request:append(id, logprob)
   end
   self.all[#self.all + 1] = id
   self.tokens[#self.tokens + 1] = id
-  lib.yaie_sampler_accept(self.sampler, id)
+  if not accepted then lib.yaie_sampler_accept(self.sampler, id) end
   local reason = #self.tokens >= self.max_new and "length" or (constraint_done and "stop") or nil
   if self.decoder then
     local piece = self.decoder:push(id)

@@ -15,6 +15,7 @@
 local C = require "yaie.c"
 local policies = require "yaie.policies"
 local fcfs = require "yaie.policies.fcfs"
+local Rounds = require "yaie.rounds"
 local ffi, lib = C.ffi, C.lib
 
 local Scheduler = {}
@@ -30,12 +31,14 @@ function Scheduler.new(engine, opts)
   if chunk ~= nil and (type(chunk) ~= "number" or not (chunk >= 1)) then
     error("engine: chunk_size must be a number >= 1 (math.huge for no limit), not " .. tostring(chunk), 3)
   end
+  local steps, why = Rounds.check_steps(opts.decode_steps or 1, "engine: decode_steps")
+  if not steps then error(why, 3) end
   local self = setmetatable({
     engine = engine, pool = engine.pool, tree = engine.tree, page_size = engine.page_size,
     cache = opts.radix_cache ~= false, check = opts.check,
     max_batch_tokens = engine.max_batch_tokens, max_running = opts.max_running or 64,
     chunk_size = chunk and math.floor(chunk) or engine.max_batch_tokens,
-    waiting = {}, running = {}, step_no = 0, ratio = RATIO_INIT,
+    waiting = {}, running = {}, step_no = 0, ratio = RATIO_INIT, host_s = 0,
     policy = policies.resolve(opts.policy or "lpm"),
     counters = { prompt_tokens = 0, cached_tokens = 0, computed_tokens = 0, preemptions = 0, policy_errors = 0 },
     last = { seqs = 0, tokens = 0, c_s = 0, lua_s = 0 },
@@ -53,6 +56,7 @@ function Scheduler.new(engine, opts)
   self.token_buf = ffi.new("int32_t[?]", self.max_batch_tokens)
   self.batch = ffi.new("yaie_batch")
   self.batch.seqs = self.seqs
+  self.rounds = Rounds.new(self, steps)
   return self
 end
 
@@ -198,7 +202,12 @@ end
 
 function Scheduler:finish(req, reason)
   self:remove_running(req)
-  self:release(req)
+  -- A request in a round on the device keeps its pages until the round is back (rounds.lua).
+  if req.in_round then
+    req.release_after_round = true
+  else
+    self:release(req)
+  end
   req:close(reason)
   self.engine:on_finished(req)
 end
@@ -364,10 +373,26 @@ end
 function Scheduler:step()
   local t0 = C.now()
   self.step_no = self.step_no + 1
+  if self.rounds.pending then
+    -- A round's tokens wait: commit them, the next round (if the batch stays) already running.
+    local n, host = self.rounds:advance()
+    self:after_step()
+    self.last = { seqs = 0, tokens = n, c_s = 0, lua_s = host }
+    self.host_s = self.host_s + host
+    return true
+  end
   local plan = self:plan()
   if #plan == 0 then
     self.last = { seqs = 0, tokens = 0, c_s = 0, lua_s = C.now() - t0 }
     return false
+  end
+  local t_plan = C.now() - t0
+  local started, host = self.rounds:start(plan, self.rounds:size(self:context()))
+  if started then
+    self:after_step()
+    self.last = { seqs = #plan, tokens = 0, c_s = 0, lua_s = t_plan + host }
+    self.host_s = self.host_s + t_plan + host
+    return true
   end
   local n_tokens, rows, any_mask, want_logprobs = 0, 0, false, false
   for k, item in ipairs(plan) do
@@ -417,13 +442,18 @@ function Scheduler:step()
       if reason and req.state == "running" then self:finish(req, reason) end
     end
   end
+  self:after_step()
+  self.last = { seqs = #plan, tokens = n_tokens, c_s = c_s, lua_s = C.now() - t0 - c_s }
+  self.host_s = self.host_s + self.last.lua_s
+  return true
+end
+
+function Scheduler:after_step()
   self.ratio = math.max(RATIO_MIN, self.ratio - RATIO_DECAY)
   if self.check then
     self.pool:check()
     if self.cache then self.tree:check() end
   end
-  self.last = { seqs = #plan, tokens = n_tokens, c_s = c_s, lua_s = C.now() - t0 - c_s }
-  return true
 end
 
 -- Appends the logprobs of a scoring request's tokens predicted by this step's rows: the row at

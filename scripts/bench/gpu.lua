@@ -3,13 +3,16 @@
 -- several batch sizes (prompt 512, 128 new tokens, greedy sampling on the GPU) and prefill tok/s
 -- of one 512- and one 4096-token prompt, each next to its roofline: bytes over the measured
 -- device copy bandwidth, FLOPs over the measured cuBLAS bf16 rate, whichever is longer.
+-- With --decode-steps N[,M..], decode also runs as rounds of N steps (yaie_round_begin/wait: the
+-- GPU samples and feeds each step's tokens to the next, one copy back per round).
 --   yaie run scripts/bench/gpu.lua [--models 1b,8b] [--batches 1,8,32,64,128,256] [--new 128]
+--                                  [--decode-steps 1,8]
 -- Prints a Markdown table (and writes it to $OUT/gpu_bench.md when OUT is set).
 local C = require "yaie.c"
 local gen = require "yaie.generate"
 local ffi, lib = C.ffi, C.lib
 
-local opts = { models = "1b,8b", batches = "1,8,32,64,128,256", new = "128", prompt = "512" }
+local opts = { models = "1b,8b", batches = "1,8,32,64,128,256", new = "128", prompt = "512", ["decode-steps"] = "1" }
 for i = 1, #arg - 1 do
   local k = arg[i]:match("^%-%-(.+)$")
   if k then opts[k] = arg[i + 1] end
@@ -112,26 +115,44 @@ local function bench(key)
   io.stderr:write(("%s: prefilled %d x %d tokens in %.1f s\n"):format(s.name, max_b, prompt, C.now() - t0))
 
   -- Decode: every sequence one token a step from position `prompt`; the first two steps of each
-  -- batch size warm up (the second captures its graph).
-  for _, b in ipairs(batches) do
-    for i = 0, b - 1 do cur[i] = out[i] end
+  -- batch size warm up (the second captures its graph). In rounds of n steps, the first round
+  -- warms up, and each round's last tokens feed the next.
+  local limits = ffi.new("int32_t[?]", max_b)
+  local round_tokens = ffi.new("int32_t[?]", max_b * 256)
+  local function decode(b, n_steps)
+    local warm = n_steps == 1 and 2 or n_steps
     local t_start
-    for k = 0, new - 1 do
-      if k == 2 then t_start = C.now() end
+    local k = 0
+    while k < new do
+      if k == warm then t_start = C.now() end
+      local n = math.min(n_steps, new - k)
       for i = 0, b - 1 do
         seqs[i] = { tokens = cur + i, n_tokens = 1, pos = prompt + k, pages = pages[i], n_pages = per_seq, all_logits = 0 }
+        limits[i] = n
       end
-      step(0, b, true)
-      for i = 0, b - 1 do cur[i] = out[i] end
+      if n_steps == 1 then
+        step(0, b, true)
+        for i = 0, b - 1 do cur[i] = out[i] end
+      else
+        C.check(lib.yaie_round_begin(ctx, ffi.new("yaie_batch", { seqs = seqs, n_seqs = b }), n, samplers, limits, nil,
+          nil, 0))
+        C.check(lib.yaie_round_wait(ctx, round_tokens, nil))
+        for i = 0, b - 1 do cur[i] = round_tokens[(n - 1) * b + i] end
+      end
+      k = k + n
     end
-    local dt = C.now() - t_start
-    local steps = new - 2
-    local tps = b * steps / dt
-    local avg_ctx = prompt + new / 2
-    local bytes = z.weight_bytes + b * (avg_ctx + 1) * z.kv_token
-    local flops = 2 * b * z.params + 4 * b * avg_ctx * z.q_dim * s.n_layers
-    local t_roof = math.max(bytes / BW, flops / FLOPS)
-    row(s.name, "decode", "batch " .. b, tps, b / t_roof, bytes / BW >= flops / FLOPS and "memory" or "compute")
+    return (new - warm) / (C.now() - t_start)
+  end
+  for _, n_steps in ipairs(list(opts["decode-steps"])) do
+    for _, b in ipairs(batches) do
+      local tps = b * decode(b, n_steps)
+      local avg_ctx = prompt + new / 2
+      local bytes = z.weight_bytes + b * (avg_ctx + 1) * z.kv_token
+      local flops = 2 * b * z.params + 4 * b * avg_ctx * z.q_dim * s.n_layers
+      local t_roof = math.max(bytes / BW, flops / FLOPS)
+      row(s.name, n_steps == 1 and "decode" or ("decode, rounds of " .. n_steps), "batch " .. b, tps, b / t_roof,
+        bytes / BW >= flops / FLOPS and "memory" or "compute")
+    end
   end
 
   -- Prefill of one prompt in one step.

@@ -2,7 +2,7 @@
 # On the device machine (GPU): everything the CUDA backend is checked and measured by, in one
 # call. Needs .deps/ from scripts/device/prepare.sh (carried). Results go to $OUT.
 #   bash scripts/device/run.sh [STAGE...]   stages: info kernels sanitize stories specs models
-#                                          bench kbench (default: all but kbench)
+#                                          bench rounds kbench (default: all but kbench)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -13,7 +13,7 @@ export LD_LIBRARY_PATH="$D/bin:$D/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 export YAIE_ROOT=$ROOT YAIE_SHARED=$D/shared YAIE_BIN=$D/bin/yaie
 export LUA_PATH="$D/lua/?.lua;$D/lua/?/init.lua;;" LUA_CPATH="$D/clua/?.so;;"
 export PYTHONUNBUFFERED=1 PATH="/usr/local/cuda/bin:$PATH"
-stages=${*:-info kernels sanitize stories specs models bench}
+stages=${*:-info kernels sanitize stories specs models bench rounds}
 status=0
 note() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 has() { [[ " $stages " == *" $1 "* ]]; }
@@ -61,6 +61,13 @@ if has models; then
 fi
 if has bench; then
   "$D/bin/yaie" run scripts/bench/gpu.lua ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.txt"
+fi
+if has rounds; then
+  # Decode rounds through the whole engine: tok/s and host microseconds per token, N = 1 and 8.
+  for m in 1b 8b; do
+    "$D/bin/yaie" run scripts/bench/rounds.lua --model $m --device cuda --batches 1,64 --steps 1,8 --new 128 2>&1 \
+      | tee -a "$OUT/rounds.txt"
+  done
 fi
 cat "$OUT/summary.txt" 2>/dev/null
 exit $status
