@@ -61,7 +61,78 @@ end
 -- run beside another in one step. o = { model, tokens, vocab, tol, page_sizes,
 -- new_context = function(n_pages, page_size, max_batch), reference = function() ... }
 function F.same_logits_cases(it, o)
-  local function run(ctx, pages, toks, chunk) return F.run_sequence(ctx, pages, toks, chunk, o.vocab) end
+  local function run(ctx, pages, toks, chunk) -- Cascade attention scenarios (both backends): m sequences share a 16-token prefix (pages shared
+-- by id), each then has a suffix of its own; one decode step of all of them gives the same logits
+-- with groups as without. o = { model, vocab, tol, new_context = function(n_pages, page_size,
+-- max_batch) }; cases = list of { members = m, page_size = ps, groups = function(m) -> list of
+-- {start, end, rows (0-based)} }.
+function F.cascade_logits(o, members, ps, groups_of)
+  local prefix_len, vocab = 16, o.vocab
+  local prefix_pages = math.ceil(prefix_len / ps)
+  local per_seq = prefix_pages + math.ceil(8 / ps) + 1
+  local ctx = o.new_context(prefix_pages + members * per_seq, ps, math.max(64, members))
+  local prefix = {}
+  for i = 1, prefix_len do prefix[i] = (i * 31 + 7) % vocab end
+  -- The prefix once, in the shared pages 0 .. prefix_pages - 1.
+  F.run_sequence(ctx, F.seq_pages(prefix_pages, 0, 1), prefix, 16, vocab)
+  local tables, keep, seqs = {}, {}, ffi.new("yaie_seq[?]", members)
+  for s = 0, members - 1 do
+    local t = F.seq_pages(prefix_pages, 0, 1)
+    for p = 1, per_seq - prefix_pages do t[#t + 1] = prefix_pages + s * (per_seq - prefix_pages) + p - 1 end
+    tables[s] = C.int32_array(t)
+    -- Its own suffix (1..6 tokens) after the prefix, prefilled alone.
+    local own = {}
+    for i = 1, 1 + s % 6 do own[i] = (s * 17 + i * 5 + 3) % vocab end
+    local arr = C.int32_array(own)
+    local one = ffi.new("yaie_seq[1]", { { tokens = arr, n_tokens = #own, pos = prefix_len, pages = tables[s],
+      n_pages = #t, all_logits = 0 } })
+    C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = one, n_seqs = 1 })))
+    local tok = C.int32_array { (s * 7 + 1) % vocab }
+    keep[#keep + 1], keep[#keep + 2] = arr, tok
+    seqs[s] = { tokens = tok, n_tokens = 1, pos = prefix_len + #own, pages = tables[s], n_pages = #t, all_logits = 0 }
+  end
+  local function step(groups)
+    local batch = ffi.new("yaie_batch", { seqs = seqs, n_seqs = members })
+    local arr, rows
+    if groups then
+      arr, rows = ffi.new("yaie_group[?]", #groups), {}
+      for i, g in ipairs(groups) do
+        rows[i] = C.int32_array(g[3])
+        arr[i - 1] = { start = g[1], ["end"] = g[2], rows = rows[i], n_rows = #g[3] }
+      end
+      batch.groups, batch.n_groups = arr, #groups
+    end
+    C.check(lib.yaie_forward(ctx, batch))
+    local n = ffi.new("int[1]")
+    local l = lib.yaie_context_logits(ctx, n)
+    local out = {}
+    for s = 0, members - 1 do
+      out[s] = {}
+      for i = 0, vocab - 1 do out[s][i + 1] = l[s * vocab + i] end
+    end
+    return out
+  end
+  local plain = step(nil)
+  local cascade = step(groups_of(members))
+  local worst = 0
+  for s = 0, members - 1 do worst = math.max(worst, F.max_rel_diff(plain[s], cascade[s])) end
+  return worst, ctx, seqs
+end
+
+-- Groups for the scenario: all members over [0, 10) (ending mid-page for page sizes 4 and 16),
+-- then every other member over [10, 16): two levels.
+function F.two_level_groups(members)
+  local all, even = {}, {}
+  for s = 0, members - 1 do
+    all[#all + 1] = s
+    if s % 2 == 0 then even[#even + 1] = s end
+  end
+  local groups = { { 0, 10, all } }
+  if #even > 0 and members > 1 then groups[2] = { 10, 16, even } end
+  return groups
+end
+
+return F.run_sequence(ctx, pages, toks, chunk, o.vocab) end
   local tokens, vocab, tol = o.tokens, o.vocab, o.tol
 
   it("gives the same logits for page sizes " .. table.concat(o.page_sizes, ", ") .. " and any page order", function()
@@ -101,6 +172,77 @@ function F.same_logits_cases(it, o)
     local alone = run(o.new_context(8, 4, 64), F.seq_pages(7, 0, 1), other, 64)
     assert.is_true(F.max_rel_diff(alone, last) < tol)
   end)
+end
+
+-- Cascade attention scenarios (both backends): m sequences share a 16-token prefix (pages shared
+-- by id), each then has a suffix of its own; one decode step of all of them gives the same logits
+-- with groups as without. o = { model, vocab, tol, new_context = function(n_pages, page_size,
+-- max_batch) }; cases = list of { members = m, page_size = ps, groups = function(m) -> list of
+-- {start, end, rows (0-based)} }.
+function F.cascade_logits(o, members, ps, groups_of)
+  local prefix_len, vocab = 16, o.vocab
+  local prefix_pages = math.ceil(prefix_len / ps)
+  local per_seq = prefix_pages + math.ceil(8 / ps) + 1
+  local ctx = o.new_context(prefix_pages + members * per_seq, ps, math.max(64, members))
+  local prefix = {}
+  for i = 1, prefix_len do prefix[i] = (i * 31 + 7) % vocab end
+  -- The prefix once, in the shared pages 0 .. prefix_pages - 1.
+  F.run_sequence(ctx, F.seq_pages(prefix_pages, 0, 1), prefix, 16, vocab)
+  local tables, keep, seqs = {}, {}, ffi.new("yaie_seq[?]", members)
+  for s = 0, members - 1 do
+    local t = F.seq_pages(prefix_pages, 0, 1)
+    for p = 1, per_seq - prefix_pages do t[#t + 1] = prefix_pages + s * (per_seq - prefix_pages) + p - 1 end
+    tables[s] = C.int32_array(t)
+    -- Its own suffix (1..6 tokens) after the prefix, prefilled alone.
+    local own = {}
+    for i = 1, 1 + s % 6 do own[i] = (s * 17 + i * 5 + 3) % vocab end
+    local arr = C.int32_array(own)
+    local one = ffi.new("yaie_seq[1]", { { tokens = arr, n_tokens = #own, pos = prefix_len, pages = tables[s],
+      n_pages = #t, all_logits = 0 } })
+    C.check(lib.yaie_forward(ctx, ffi.new("yaie_batch", { seqs = one, n_seqs = 1 })))
+    local tok = C.int32_array { (s * 7 + 1) % vocab }
+    keep[#keep + 1], keep[#keep + 2] = arr, tok
+    seqs[s] = { tokens = tok, n_tokens = 1, pos = prefix_len + #own, pages = tables[s], n_pages = #t, all_logits = 0 }
+  end
+  local function step(groups)
+    local batch = ffi.new("yaie_batch", { seqs = seqs, n_seqs = members })
+    local arr, rows
+    if groups then
+      arr, rows = ffi.new("yaie_group[?]", #groups), {}
+      for i, g in ipairs(groups) do
+        rows[i] = C.int32_array(g[3])
+        arr[i - 1] = { start = g[1], ["end"] = g[2], rows = rows[i], n_rows = #g[3] }
+      end
+      batch.groups, batch.n_groups = arr, #groups
+    end
+    C.check(lib.yaie_forward(ctx, batch))
+    local n = ffi.new("int[1]")
+    local l = lib.yaie_context_logits(ctx, n)
+    local out = {}
+    for s = 0, members - 1 do
+      out[s] = {}
+      for i = 0, vocab - 1 do out[s][i + 1] = l[s * vocab + i] end
+    end
+    return out
+  end
+  local plain = step(nil)
+  local cascade = step(groups_of(members))
+  local worst = 0
+  for s = 0, members - 1 do worst = math.max(worst, F.max_rel_diff(plain[s], cascade[s])) end
+  return worst, ctx, seqs
+end
+
+-- Groups for the scenario: all members over [0, 10) (ending mid-page for page sizes 4 and 16),
+-- then every other member over [10, 16): two levels.
+function F.two_level_groups(members)
+  local all, even = {}, {}
+  for s = 0, members - 1 do
+    all[#all + 1] = s
+    if s % 2 == 0 then even[#even + 1] = s end
+  end
+  local groups = { { 0, 10, all } }
+  if #even > 0 and members > 1 then groups[2] = { 10, 16, even } end
+  return groups
 end
 
 return F

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cascade_cpu.h"
 #include "error.h"
 #include "matmul_cpu.h"
 
@@ -27,6 +28,10 @@ typedef struct cpu_context {
   const int32_t **row_pages;
   float *logits;
   int n_logit_rows;
+  /* The step's cascade groups (batch->n_groups > 0), planned once for every layer. */
+  const yaie_batch *batch;
+  yaie_cascade_plan plan;
+  int *seq_row; /* sequence -> its first row, for the step */
 } cpu_context;
 
 static void *alloc_zero(size_t n, size_t size, int *failed) {
@@ -90,6 +95,7 @@ static void cpu_context_free(void *impl) {
   free(ctx->row_pos);
   free(ctx->row_pages);
   free(ctx->logits);
+  free(ctx->seq_row);
   free(ctx);
 }
 
@@ -169,7 +175,7 @@ static void attend(const cpu_context *ctx, float *out, const float *q, float *sc
   }
 }
 
-static void attention_layer(cpu_context *ctx, int layer, int rows) {
+static yaie_status attention_layer(cpu_context *ctx, int layer, int rows) {
   const yaie_model *m = ctx->model;
   const yaie_config *c = &m->config;
   const yaie_layer *L = &m->layers[layer];
@@ -197,14 +203,21 @@ static void attention_layer(cpu_context *ctx, int layer, int rows) {
     memcpy(kv_slot(ctx, ctx->row_pages[r], ctx->row_pos[r], layer, 1), v, (size_t)kv_dim * sizeof(float));
   }
 
+  const yaie_cascade_plan *plan = ctx->batch ? &ctx->plan : NULL;
   int work = rows * c->n_heads;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(ctx->n_threads) if (cost >= PARALLEL_MIN_WORK)
   for (int w = 0; w < work; w++) {
     int r = w / c->n_heads, h = w % c->n_heads;
+    if (plan && plan->own_start[ctx->row_seq[r]] >= 0)
+      continue; /* a cascade group member: below */
     float *scores = ctx->scores + (size_t)omp_get_thread_num() * ctx->max_ctx;
     attend(ctx, ctx->att + (size_t)r * q_dim + h * hd, ctx->qkv + (size_t)r * qkv_dim + h * hd, scores,
            ctx->row_pages[r], ctx->row_pos[r], layer, h / group);
   }
+  if (!plan)
+    return YAIE_OK;
+  cpu_kv kv = {ctx->kv, ctx->page_stride, ctx->params.page_size, kv_dim, hd, c->n_heads, c->n_kv_heads};
+  return yaie_cpu_cascade(ctx->att, ctx->qkv, qkv_dim, &kv, layer, ctx->batch, plan, ctx->seq_row, ctx->n_threads);
 }
 
 static void ffn_layer(cpu_context *ctx, int layer, int rows) {
@@ -233,9 +246,23 @@ static yaie_status cpu_forward(void *impl, const yaie_batch *batch, int rows, in
   const yaie_config *c = &m->config;
   int dim = c->dim, q_dim = yaie_q_dim(c), qkv_dim = q_dim + 2 * yaie_kv_dim(c);
 
+  ctx->batch = NULL;
+  if (batch->n_groups > 0) {
+    YAIE_TRY(yaie_cascade_check(batch, ctx->params.page_size, &ctx->plan));
+    free(ctx->seq_row);
+    ctx->seq_row = malloc((size_t)batch->n_seqs * sizeof *ctx->seq_row);
+    if (!ctx->seq_row) {
+      yaie_cascade_plan_free(&ctx->plan);
+      return yaie_fail(YAIE_ERR_NOMEM, "forward: out of memory planning cascade attention");
+    }
+    ctx->batch = batch;
+  }
+  yaie_status st = YAIE_OK;
   int r = 0;
   for (int s = 0; s < batch->n_seqs; s++) {
     const yaie_seq *q = &batch->seqs[s];
+    if (ctx->batch)
+      ctx->seq_row[s] = r;
     for (int i = 0; i < q->n_tokens; i++, r++) {
       ctx->row_seq[r] = s;
       ctx->row_pos[r] = q->pos + i;
@@ -249,12 +276,21 @@ static yaie_status cpu_forward(void *impl, const yaie_batch *batch, int rows, in
     for (r = 0; r < rows; r++)
       rmsnorm(ctx->xb + (size_t)r * dim, ctx->x + (size_t)r * dim, L->attn_norm, dim, c->norm_eps);
     yaie_matmul(ctx->qkv, ctx->xb, L->wqkv, rows, dim, qkv_dim, ctx->n_threads);
-    attention_layer(ctx, l, rows);
+    st = attention_layer(ctx, l, rows);
+    if (st != YAIE_OK)
+      break;
     yaie_matmul(ctx->xb, ctx->att, L->wo, rows, q_dim, dim, ctx->n_threads);
     for (size_t i = 0; i < (size_t)rows * dim; i++)
       ctx->x[i] += ctx->xb[i];
     ffn_layer(ctx, l, rows);
   }
+
+  if (ctx->batch) {
+    yaie_cascade_plan_free(&ctx->plan);
+    ctx->batch = NULL;
+  }
+  if (st != YAIE_OK)
+    return st;
 
   /* Final norm and classifier only for the rows whose logits are wanted. */
   int out_row = 0;

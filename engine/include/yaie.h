@@ -124,9 +124,24 @@ typedef struct yaie_seq {
   int all_logits;        /* 1: logits for every new token (scoring); 0: for the last one only */
 } yaie_seq;
 
+/* Cascade attention (a shared prefix read once in decode): a group of decoding sequences (one new
+ * token each) whose page tables hold the same pages for positions [start, end), a prefix they
+ * share in the radix cache. Attention computes the group's part once for all its members'
+ * queries (the prefix K/V read once), each member's own positions separately, and merges the
+ * parts by their log-sum-exp. Groups may nest (a system prompt, then few-shot examples under it
+ * for some of its members): a member's groups must cover [0, e) without gaps or overlap, with
+ * e <= its pos; its own part is [e, pos]. */
+typedef struct yaie_group {
+  int start, end;
+  const int32_t *rows; /* the members: indexes into the batch's seqs */
+  int n_rows;
+} yaie_group;
+
 typedef struct yaie_batch {
   const yaie_seq *seqs;
   int n_seqs;
+  const yaie_group *groups; /* cascade groups, or NULL (n_groups 0): every sequence alone */
+  int n_groups;
 } yaie_batch;
 
 typedef struct yaie_context yaie_context;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cascade.h"
 #include "error.h"
 
 struct yaie_context {
@@ -172,6 +173,7 @@ yaie_status yaie_check_batch(const yaie_config *c, const yaie_context_params *p,
   if (rows > p->max_batch_tokens)
     return yaie_fail(YAIE_ERR_ARG, "forward: %d tokens in one step, more than max_batch_tokens %d", rows,
                      p->max_batch_tokens);
+  YAIE_TRY(yaie_cascade_check(b, p->page_size, NULL));
   *n_rows = rows;
   *n_logit_rows = logit_rows;
   return YAIE_OK;

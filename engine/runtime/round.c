@@ -55,8 +55,15 @@ static yaie_status run_on_host(yaie_context *ctx, const yaie_batch *batch, yaie_
   int *live = malloc((size_t)n * sizeof *live), *count = calloc((size_t)n, sizeof *count);
   yaie_sampler **step_samplers = malloc((size_t)n * sizeof *step_samplers);
   float *lps = malloc((size_t)n * sizeof *lps);
+  /* Cascade groups follow their members into each step's smaller batch. */
+  int n_members = 0;
+  for (int g = 0; g < batch->n_groups; g++)
+    n_members += batch->groups[g].n_rows;
+  yaie_group *groups = malloc((size_t)(batch->n_groups > 0 ? batch->n_groups : 1) * sizeof *groups);
+  int32_t *members = malloc((size_t)(n_members ? n_members : 1) * sizeof *members);
+  int *index = malloc((size_t)n * sizeof *index);
   yaie_status st = YAIE_OK;
-  if (!seqs || !cur || !ids || !live || !count || !step_samplers || !lps) {
+  if (!seqs || !cur || !ids || !live || !count || !step_samplers || !lps || !groups || !members || !index) {
     st = yaie_fail(YAIE_ERR_NOMEM, "round: out of memory");
     goto done;
   }
@@ -65,6 +72,7 @@ static yaie_status run_on_host(yaie_context *ctx, const yaie_batch *batch, yaie_
   for (int step = 0; step < r->n_steps; step++) {
     int m = 0;
     for (int i = 0; i < n; i++) {
+      index[i] = count[i] < 0 ? -1 : m;
       if (count[i] < 0)
         continue;
       yaie_seq *q = &seqs[m];
@@ -76,7 +84,18 @@ static yaie_status run_on_host(yaie_context *ctx, const yaie_batch *batch, yaie_
     }
     if (!m)
       break;
-    yaie_batch sub = {seqs, m};
+    int n_groups = 0, used = 0;
+    for (int g = 0; g < batch->n_groups; g++) {
+      const yaie_group *from = &batch->groups[g];
+      yaie_group *to = &groups[n_groups];
+      *to = (yaie_group){from->start, from->end, members + used, 0};
+      for (int j = 0; j < from->n_rows; j++)
+        if (index[from->rows[j]] >= 0)
+          members[used + to->n_rows++] = index[from->rows[j]];
+      used += to->n_rows;
+      n_groups += to->n_rows > 0;
+    }
+    yaie_batch sub = {seqs, m, n_groups ? groups : NULL, n_groups};
     st = yaie_forward(ctx, &sub);
     if (st == YAIE_OK)
       st = yaie_sample_step(ctx, &sub, step_samplers, NULL, ids, r->want_logprobs ? lps : NULL);
@@ -107,6 +126,9 @@ done:
   free(count);
   free(step_samplers);
   free(lps);
+  free(groups);
+  free(members);
+  free(index);
   return st;
 }
 

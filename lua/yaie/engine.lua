@@ -31,7 +31,7 @@ local M = {}
 M.options = {
   model = true, tokenizer = true, threads = true, device = true, page_size = true, kv_memory = true,
   kv_pages = true, max_batch_tokens = true, max_running = true, policy = true, on_policy_error = true,
-  chunk_size = true, radix_cache = true, check = true, seed = true, decode_steps = true,
+  chunk_size = true, radix_cache = true, check = true, seed = true, decode_steps = true, cascade = true,
 }
 
 local function check_options(opts)
@@ -169,7 +169,7 @@ function Engine:stats()
     hit_rate = c.prompt_tokens > 0 and c.cached_tokens / c.prompt_tokens or 0,
     prompt_tokens = c.prompt_tokens, cached_tokens = c.cached_tokens, computed_tokens = c.computed_tokens,
     preemptions = c.preemptions, policy_errors = c.policy_errors,
-    rounds = s.rounds.rounds, round_steps = s.rounds.steps_run,
+    rounds = s.rounds.rounds, round_steps = s.rounds.steps_run, cascade_steps = s.cascade.steps,
     host_ms = s.host_s * 1e3, round_host_ms = s.rounds.host_s * 1e3, round_host_hidden_ms = s.rounds.hidden_s * 1e3,
     pages_total = pool.total, pages_used = pool.used, pages_free = pool.free, pages_evictable = pool.evictable,
     last_step_seqs = s.last.seqs, last_step_tokens = s.last.tokens,

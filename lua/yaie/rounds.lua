@@ -125,6 +125,7 @@ function Rounds:begin(rows, n)
   end
   b.stop_offsets[#rows] = n_stop
   b.batch.seqs, b.batch.n_seqs = b.seqs, #rows
+  sched:group_rows(rows, b.batch, steps)
   local tc = C.now()
   C.check(lib.yaie_round_begin(sched.engine.ctx, b.batch, steps, b.samplers, b.limits, b.stop_offsets,
     b.stop_ids, want_lp and 1 or 0))

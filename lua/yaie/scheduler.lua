@@ -16,6 +16,7 @@ local C = require "yaie.c"
 local policies = require "yaie.policies"
 local fcfs = require "yaie.policies.fcfs"
 local Rounds = require "yaie.rounds"
+local Cascade = require "yaie.cascade"
 local ffi, lib = C.ffi, C.lib
 
 local Scheduler = {}
@@ -57,6 +58,7 @@ function Scheduler.new(engine, opts)
   self.batch = ffi.new("yaie_batch")
   self.batch.seqs = self.seqs
   self.rounds = Rounds.new(self, steps)
+  self.cascade = Cascade.new(opts.cascade, self.page_size)
   return self
 end
 
@@ -415,6 +417,7 @@ function Scheduler:step()
     n_tokens = n_tokens + span
   end
   self.batch.n_seqs = #plan
+  self:group_rows(plan, self.batch, 1)
   local tc = C.now()
   C.check(lib.yaie_forward(self.engine.ctx, self.batch))
   C.check(lib.yaie_sample_step(self.engine.ctx, self.batch, self.samplers, any_mask and self.masks or nil,
@@ -446,6 +449,19 @@ function Scheduler:step()
   self.last = { seqs = #plan, tokens = n_tokens, c_s = c_s, lua_s = C.now() - t0 - c_s }
   self.host_s = self.host_s + self.last.lua_s
   return true
+end
+
+-- Cascade groups for the step's decoding rows (cascade.lua); counts the forward steps using them.
+function Scheduler:group_rows(items, batch, steps)
+  local rows = {}
+  for k, item in ipairs(items) do
+    local req = item.req or item[1]
+    -- One new token (a round's rows, or a span of 1), not scoring (that needs every row's logits).
+    if (item.req or item[2] == 1) and req.n_shared > 0 and not req.score_from then
+      rows[#rows + 1] = { req = req, seq = k - 1 }
+    end
+  end
+  if self.cascade:fill(batch, rows) > 0 then self.cascade.steps = self.cascade.steps + steps end
 end
 
 function Scheduler:after_step()
