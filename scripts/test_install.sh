@@ -3,7 +3,8 @@
 # the C examples (scripts/examples/embed*.c) built against it with pkg-config and with
 # find_package(yaie); the installed program and `require "yaie"` from plain LuaJIT, run outside
 # the checkout; `luarocks make` into a temporary tree. Every output is compared with what the
-# installed `yaie generate --temperature 0` prints. Needs build/ (scripts/setup.sh makes it).
+# installed `yaie generate --temperature 0` prints. Needs build/ (scripts/setup.sh makes it), or
+# the build directory named by $YAIE_BUILD_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$PWD
@@ -11,7 +12,7 @@ models=$(cd "${YAIE_SHARED:-$src/../shared}/models/stories260K" && pwd)
 gguf=$models/stories260K.gguf
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-prefix=$tmp/prefix tree=$tmp/tree
+prefix=$tmp/prefix tree=$tmp/tree build=${YAIE_BUILD_DIR:-build}
 fail() { echo "test_install: FAILED: $*" >&2; exit 1; }
 # same NAME EXPECTED ACTUAL: the two files are equal, or the test fails showing how they differ.
 same() {
@@ -20,8 +21,8 @@ same() {
 }
 
 echo "== install (cmake --install, pkg-config, find_package, plain LuaJIT, luarocks make)"
-cmake --install build --prefix "$prefix" >/dev/null
-if [ -f build/libyaie_cuda.so ] && [ ! -f "$prefix/lib/libyaie_cuda.so" ]; then
+cmake --install "$build" --prefix "$prefix" >/dev/null
+if [ -f "$build/libyaie_cuda.so" ] && [ ! -f "$prefix/lib/libyaie_cuda.so" ]; then
   fail "libyaie_cuda.so was built but not installed"
 fi
 version=$(sed -n 's/^project(yaie VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
@@ -82,7 +83,8 @@ cuda=""
 env -u LD_LIBRARY_PATH WANT_PREFIX="$prefix/" CHECK_CUDA=$cuda LUA_CPATH="" \
   LUA_PATH="$prefix/share/lua/5.1/?.lua;$prefix/share/lua/5.1/?/init.lua" \
   luajit gen.lua "$gguf" "$prompt" 48 > luajit.out
-same "plain luajit + installed library = yaie generate" embed.expected luajit.out
+same "plain luajit + installed library = yaie generate${cuda:+ (and it loads libyaie_cuda.so)}" \
+  embed.expected luajit.out
 
 # LuaRocks: CUDACXX=false makes CMake find no CUDA compiler, so the rock is built for the CPU
 # (as on a machine without nvcc), which keeps this short; build.luarocks/ is kept for next time.
