@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 
 packages=(cmake gcc make pkg-config luajit libluajit-5.1-dev libjemalloc-dev lua-busted
           libopenblas-openmp-dev libpcre2-dev libcjson-dev libreadline-dev tmux python3 python3-pip)
+packages+=(luarocks) # the rockspec, checked by scripts/test_install.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -11,6 +11,9 @@ trap 'rm -f "$log"' EXIT
 echo "== specs (release build)"
 build/yaie run /usr/bin/busted --output=utfTerminal 2>&1 | tee -a "$log"
 
+# cmake --install, the C examples, plain LuaJIT and luarocks make against the release build.
+bash scripts/test_install.sh
+
 echo "== specs (ASan + UBSan build)"
 cmake -S . -B build-asan -DYAIE_SANITIZE=ON -DYAIE_CUDA=OFF >/dev/null
 cmake --build build-asan -j"$(nproc)" >/dev/null

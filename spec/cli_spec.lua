@@ -13,6 +13,13 @@ describe("yaie", function()
     end
   end)
 
+  it("prints the version of CMakeLists.txt's project()", function()
+    local want = H.read(H.root .. "/CMakeLists.txt"):match("project%(yaie VERSION ([%d.]+)")
+    local code, out = H.yaie { "--version" }
+    assert.are.equal(0, code)
+    assert.are.equal("yaie " .. want .. "\n", out)
+  end)
+
   it("runs a Lua script with its arguments and require 'yaie'", function()
     local dir = H.tmpdir()
     H.write(dir .. "/s.lua", [[

@@ -1,4 +1,4 @@
-/* The yaie host program: LuaJIT with the project's lua/ on its path. Every command (generate,
+/* The yaie host program: LuaJIT with yaie's Lua library on its path. Every command (generate,
  * tokenize, convert, run, repl) is Lua in lua/yaie/cli.lua; this file only finds the library
  * and the Lua sources, runs the CLI, and turns a Lua error into a message and exit status 1. */
 #include <lauxlib.h>
@@ -30,21 +30,31 @@ static void exe_dir(char *out, size_t cap) {
     *slash = 0;
 }
 
-/* The project root (holding lua/ and engine/include/yaie.h): $YAIE_ROOT, the executable's parent
- * directory, or the source directory this binary was built from. */
-static void project_root(const char *bin, char *out, size_t cap) {
+/* Where this program's Lua library lies. A source checkout (lua/ and engine/include/yaie.h under
+ * its root, libyaie.so beside this binary): $YAIE_ROOT, the executable's parent directory (the
+ * binary in build/), or the source directory it was built from. An installed prefix: the Lua
+ * library YAIE_LUA_FROM_BIN away from the binary, holding yaie/install.lua (written by the
+ * install step), which tells the library where libyaie is. Returns 1 for an installed prefix. */
+static int find_layout(const char *bin, char *root, char *lua_dir, size_t cap) {
   const char *env = getenv("YAIE_ROOT");
   char probe[PATH_MAX + 64];
   if (env && *env) {
-    snprintf(out, cap, "%s", env);
-    return;
+    snprintf(root, cap, "%s", env);
+  } else {
+    snprintf(probe, sizeof probe, "%s/../lua/yaie/init.lua", bin);
+    if (file_exists(probe)) {
+      snprintf(root, cap, "%s/..", bin);
+    } else {
+      snprintf(probe, sizeof probe, "%s/%s/yaie/install.lua", bin, YAIE_LUA_FROM_BIN);
+      if (file_exists(probe)) {
+        snprintf(lua_dir, cap, "%s/%s", bin, YAIE_LUA_FROM_BIN);
+        return 1;
+      }
+      snprintf(root, cap, "%s", YAIE_SOURCE_DIR);
+    }
   }
-  snprintf(probe, sizeof probe, "%s/../lua/yaie/init.lua", bin);
-  if (file_exists(probe)) {
-    snprintf(out, cap, "%s/..", bin);
-    return;
-  }
-  snprintf(out, cap, "%s", YAIE_SOURCE_DIR);
+  snprintf(lua_dir, cap, "%s/lua", root);
+  return 0;
 }
 
 static lua_State *interrupted_state;
@@ -71,9 +81,9 @@ static int traceback(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
-  char bin[PATH_MAX], root[PATH_MAX], buf[3 * PATH_MAX];
+  char bin[PATH_MAX], root[PATH_MAX], lua_dir[PATH_MAX], buf[3 * PATH_MAX];
   exe_dir(bin, sizeof bin);
-  project_root(bin, root, sizeof root);
+  int installed = find_layout(bin, root, lua_dir, sizeof root);
 
   lua_State *L = luaL_newstate();
   if (!L) {
@@ -82,25 +92,28 @@ int main(int argc, char **argv) {
   }
   luaL_openlibs(L);
 
-  /* package.path gets lua/ first, so the project's modules win over installed ones. */
+  /* package.path gets our Lua library first, so its modules win over other installed ones. */
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "path");
-  snprintf(buf, sizeof buf, "%s/lua/?.lua;%s/lua/?/init.lua;%s", root, root, lua_tostring(L, -1));
+  snprintf(buf, sizeof buf, "%s/?.lua;%s/?/init.lua;%s", lua_dir, lua_dir, lua_tostring(L, -1));
   lua_pop(L, 1);
   lua_pushstring(L, buf);
   lua_setfield(L, -2, "path");
 
-  /* package.loaded["yaie.host"] tells the Lua library where the shared library and header are. */
+  /* package.loaded["yaie.host"] tells the Lua library where the shared library and header are
+   * in a source checkout; an installed library reads them from its install.lua. */
   lua_getfield(L, -1, "loaded");
   lua_newtable(L);
-  snprintf(buf, sizeof buf, "%s/libyaie.so", bin);
-  lua_pushstring(L, buf);
-  lua_setfield(L, -2, "lib");
-  snprintf(buf, sizeof buf, "%s/engine/include/yaie.h", root);
-  lua_pushstring(L, buf);
-  lua_setfield(L, -2, "header");
-  lua_pushstring(L, root);
-  lua_setfield(L, -2, "root");
+  if (!installed) {
+    snprintf(buf, sizeof buf, "%s/libyaie.so", bin);
+    lua_pushstring(L, buf);
+    lua_setfield(L, -2, "lib");
+    snprintf(buf, sizeof buf, "%s/engine/include/yaie.h", root);
+    lua_pushstring(L, buf);
+    lua_setfield(L, -2, "header");
+    lua_pushstring(L, root);
+    lua_setfield(L, -2, "root");
+  }
   snprintf(buf, sizeof buf, "%s/yaie", bin);
   lua_pushstring(L, buf);
   lua_setfield(L, -2, "exe");

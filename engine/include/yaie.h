@@ -20,6 +20,8 @@ typedef enum yaie_status {
 } yaie_status;
 
 const char *yaie_last_error(void);
+/* The library's version, "MAJOR.MINOR.PATCH" (CMake's project() version). */
+const char *yaie_version(void);
 
 /* ---------------------------------------------------------------------------------------------
  * Models (engine/model.c and the loaders). yaie_model_load takes a llama2.c checkpoint (.bin),

@@ -13,6 +13,8 @@ commands:
   run        run a Lua script with `require "yaie"` available (yaie run SCRIPT.lua [ARGS])
   repl       an interactive Lua prompt with an engine loaded (yaie repl --help)
   help       show this message
+
+  --version  print yaie's version
 ]]
 
 local function die(msg)
@@ -45,6 +47,11 @@ function M.main(args)
   if not name or name == "help" or name == "--help" or name == "-h" then
     io.stdout:write(usage)
     return name and 0 or 1
+  end
+  if name == "--version" or name == "version" then
+    local C = require "yaie.c"
+    io.stdout:write("yaie ", C.ffi.string(C.lib.yaie_version()), "\n")
+    return 0
   end
   local cmd = commands[name]
   if not cmd then

@@ -1,15 +1,16 @@
 -- For the runnable examples: an engine on the model named on the command line ("smollm2" for
 -- SmolLM2-135M-Instruct, fetched by scripts/fetch_smollm2.sh; a path; or stories260K by default).
 local C = require "yaie.c"
+local root = C.root or "." -- an installed library has no checkout: paths from the current directory
 
 local M = {}
 
 function M.model_path(name)
   if name == nil or name == "" or name == "stories260K" then
-    return C.root .. "/../shared/models/stories260K/stories260K.gguf"
+    return root .. "/../shared/models/stories260K/stories260K.gguf"
   end
   if name == "smollm2" then
-    local p = io.popen("bash " .. C.root .. "/scripts/fetch_smollm2.sh")
+    local p = io.popen("bash " .. root .. "/scripts/fetch_smollm2.sh")
     local path = p:read("*l")
     p:close()
     if not path then error("could not fetch SmolLM2 (scripts/fetch_smollm2.sh)", 0) end
