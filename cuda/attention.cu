@@ -29,7 +29,7 @@
 // and keep the accumulators (GM x 8 floats) in registers.
 template <int HD, int GM>
 __global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS)
-    attn_rows_kernel(attn_args a, const int *row_list, int n_splits, float *part_acc, float *part_ml) {
+    attn_rows_kernel(attn_args a, const int *row_list, int n_splits, int n_parts, float *part_acc, float *part_ml) {
   constexpr int HDMAX = HD ? HD : 256;
   __shared__ float qs[GM][HDMAX];
   __shared__ float sc[GM][ROWS_TILE];
@@ -47,12 +47,13 @@ __global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS)
   const int split = blockIdx.y, ri = blockIdx.z;
   const int row = row_list ? row_list[ri] : ri;
   const row_info info = a.rows[row];
-  const int len = info.pos + 1;
+  // Positions [first, pos]: first is 0, or where a cascade row's own part starts (row_info.pad).
+  const int len = info.pos + 1, first = info.pad;
   const int *table = a.tables + (size_t)info.table * a.max_pages;
   const int ps = a.kv.page_size;
-  int chunk = (len + n_splits - 1) / n_splits;
+  int chunk = (len - first + n_splits - 1) / n_splits;
   chunk = (chunk + 15) & ~15;
-  const int start = split * chunk, end = min(len, start + chunk);
+  const int start = first + split * chunk, end = min(len, start + chunk);
   const int q_dim = a.n_heads * hd;
   const size_t v_delta = (size_t)a.kv.n_kv_heads * ps * hd; // V's block follows K's in a page
 
@@ -183,10 +184,10 @@ __global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS)
     for (int w = 0; w < ROWS_THREADS / 32; w++)
       l += sc[g][w];
     int h = h0 + g;
-    if (n_splits == 1) {
+    if (n_parts == 1) {
       a.out[(size_t)row * q_dim + (size_t)h * hd + d] = __float2bfloat16(o / l);
     } else {
-      size_t part = ((size_t)ri * a.n_heads + h) * n_splits + split;
+      size_t part = ((size_t)ri * a.n_heads + h) * n_parts + split;
       part_acc[part * hd + d] = o;
       if (d == 0) {
         part_ml[part * 2] = start < end ? stat[1][g] : -INFINITY;
@@ -204,19 +205,22 @@ __global__ void __launch_bounds__(ROWS_THREADS, ROWS_MIN_BLOCKS)
 // Merging in the rows kernel's last block to finish, with an atomic counter, measured slower in
 // both sessions: cuda/NOTES.md.) The sums run in the order of the loop this
 // replaced, part by part, so the results are bit for bit the same. Needs blockDim.x >= 32.
+// Cascade rows (row_levels not NULL) merge n_parts slots of which the first n_splits + their
+// levels x gsplits hold parts.
 __global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_splits, const float *part_acc,
-                                    const float *part_ml) {
+                                    const float *part_ml, int n_parts, const int *row_levels, int gsplits) {
   __shared__ float wgt[ROWS_MAX_SPLITS], lpart[ROWS_MAX_SPLITS];
   __shared__ float l_total;
   if (a.pdl_next)
     pdl_trigger();
   int h = blockIdx.x, ri = blockIdx.y, hd = a.head_dim;
   int row = row_list ? row_list[ri] : ri;
-  size_t base = ((size_t)ri * a.n_heads + h) * n_splits;
+  size_t base = ((size_t)ri * a.n_heads + h) * n_parts;
+  const int valid = row_levels ? n_splits + row_levels[ri] * gsplits : n_splits;
   if (threadIdx.x < 32) {
     int sp = threadIdx.x;
-    float ms = sp < n_splits ? part_ml[(base + sp) * 2] : -INFINITY;
-    float ls = sp < n_splits ? part_ml[(base + sp) * 2 + 1] : 0.0f;
+    float ms = sp < valid ? part_ml[(base + sp) * 2] : -INFINITY;
+    float ls = sp < valid ? part_ml[(base + sp) * 2 + 1] : 0.0f;
     float m = warp_max(ms);
     float wv = ms == -INFINITY ? 0.0f : __expf(ms - m); // an empty part weighs nothing
     wgt[sp] = wv;
@@ -224,7 +228,7 @@ __global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_spli
     __syncwarp();
     if (sp == 0) {
       float l = 0.0f;
-      for (int i = 0; i < n_splits; i++)
+      for (int i = 0; i < valid; i++)
         l += wgt[i] * lpart[i];
       l_total = l;
     }
@@ -234,7 +238,7 @@ __global__ void attn_combine_kernel(attn_args a, const int *row_list, int n_spli
     float o = 0.0f;
 #pragma unroll
     for (int sp = 0; sp < ROWS_MAX_SPLITS; sp++)
-      if (sp < n_splits)
+      if (sp < valid)
         o += wgt[sp] * part_acc[(base + sp) * hd + d];
     a.out[(size_t)row * a.n_heads * hd + (size_t)h * hd + d] = __float2bfloat16(o / l_total);
   }
@@ -255,14 +259,15 @@ int attention_rows_splits(int n_rows, int n_kv_heads, int group, int sms, int ma
 
 struct rows_launch {
   const int *row_list;
-  int n, n_splits;
+  int n, n_splits, n_parts;
   float *part_acc, *part_ml;
 };
 
 template <int HD, int GM> static void launch_rows(const attn_args &a, const rows_launch &r, cudaStream_t s) {
   int group = a.n_heads / a.n_kv_heads;
   dim3 grid(a.n_kv_heads * ((group + GM - 1) / GM), r.n_splits, r.n);
-  attn_rows_kernel<HD, GM><<<grid, ROWS_THREADS, 0, s>>>(a, r.row_list, r.n_splits, r.part_acc, r.part_ml);
+  attn_rows_kernel<HD, GM><<<grid, ROWS_THREADS, 0, s>>>(a, r.row_list, r.n_splits, r.n_parts, r.part_acc,
+                                                         r.part_ml);
 }
 
 template <int HD> static void launch_rows_hd(const attn_args &a, const rows_launch &r, cudaStream_t s) {
@@ -274,19 +279,30 @@ template <int HD> static void launch_rows_hd(const attn_args &a, const rows_laun
   }
 }
 
-void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
-                           float *part_ml, cudaStream_t s) {
-  if (n < 1)
+static void launch_rows_parts(const attn_args &a, const rows_launch &r, const int *row_levels, int gsplits,
+                              cudaStream_t s) {
+  if (r.n < 1)
     return;
-  rows_launch r = {row_list, n, n_splits, part_acc, part_ml};
   if (a.head_dim == 64)
     launch_rows_hd<64>(a, r, s);
   else if (a.head_dim == 128)
     launch_rows_hd<128>(a, r, s);
   else
     launch_rows_hd<0>(a, r, s);
-  if (n_splits > 1) { // a warp at least (the merge's first warp reads the parts' weights), 128 at most
+  if (r.n_parts > 1) { // a warp at least (the merge's first warp reads the parts' weights), 128 at most
     int threads = a.head_dim >= 128 ? 128 : (a.head_dim + 31) / 32 * 32;
-    attn_combine_kernel<<<dim3(a.n_heads, n), threads, 0, s>>>(a, row_list, n_splits, part_acc, part_ml);
+    attn_combine_kernel<<<dim3(a.n_heads, r.n), threads, 0, s>>>(a, r.row_list, r.n_splits, r.part_acc, r.part_ml,
+                                                                 r.n_parts, row_levels, gsplits);
   }
+}
+
+void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n_splits, float *part_acc,
+                           float *part_ml, cudaStream_t s) {
+  launch_rows_parts(a, rows_launch{row_list, n, n_splits, n_splits, part_acc, part_ml}, nullptr, 0, s);
+}
+
+void launch_attention_rows_cascade(const attn_args &a, const int *row_list, int n, const cascade_args &c,
+                                   cudaStream_t s) {
+  launch_rows_parts(a, rows_launch{row_list, n, c.n_splits, c.n_parts, c.part_acc, c.part_ml}, c.row_levels,
+                    c.gsplits, s);
 }

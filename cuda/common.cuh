@@ -58,6 +58,13 @@ struct prefill_item {
   int row0, n_tokens, pos0, table, q0, pad[3];
 };
 
+// A tile of up to 64 query vectors of a cascade group (attention_cascade.cu): the group's members
+// x the query heads of one KV head, numbered member-major from q0, against the group's shared
+// positions [start, end), read through the device page table `table` (its first member's).
+struct cascade_item {
+  int start, end, member_off, n_members, q0, table, pad[2];
+};
+
 // Where the attention kernels find their inputs.
 struct attn_args {
   const bf16 *q; // [rows][n_heads * head_dim], RoPE applied

@@ -46,7 +46,7 @@ static void context_free(void *impl) {
                  ctx->h, ctx->logits, ctx->part_acc, ctx->part_ml, ctx->d_rows, ctx->d_logit_src,
                  ctx->d_decode_rows, ctx->d_items, ctx->d_patches, ctx->d_srows, ctx->d_ids, ctx->d_lps,
                  ctx->d_pen, ctx->d_pen_orig, ctx->d_masks, ctx->blas_ws, ctx->d_rsrows, ctx->d_rints,
-                 ctx->d_rtok, ctx->d_rlp};
+                 ctx->d_rtok, ctx->d_rlp, ctx->d_citems, ctx->d_cmem, ctx->d_cint, ctx->c_acc, ctx->c_ml};
   for (void *p : dev)
     cudaFree(p);
   for (int i = 0; i < 2; i++) {
@@ -58,9 +58,11 @@ static void context_free(void *impl) {
       cudaEventDestroy(m->done);
   }
   void *host[] = {ctx->h_srows, ctx->h_ids, ctx->h_lps, ctx->h_pen, ctx->h_masks, ctx->h_rsrows, ctx->h_rints,
-                  ctx->h_rtok, ctx->h_rlp};
+                  ctx->h_rtok, ctx->h_rlp, ctx->h_citems, ctx->h_cmem, ctx->h_cint};
   if (ctx->round_done)
     cudaEventDestroy(ctx->round_done);
+  if (ctx->cascade_done)
+    cudaEventDestroy(ctx->cascade_done);
   for (void *p : host)
     cudaFreeHost(p);
   if (ctx->blas)

@@ -99,7 +99,29 @@ struct cuda_context {
   size_t rlp_cap;
   int round_cells;
   cudaEvent_t round_done;
+
+  // Cascade groups of the step (cascade.cu): tiles, (row, index) pairs, levels, in pinned memory
+  // and on the device, and their partial results (apart from the graphs' buffers, so they may grow).
+  cascade_item *h_citems, *d_citems;
+  size_t citems_cap;
+  int2 *h_cmem, *d_cmem;
+  size_t cmem_cap;
+  int *h_cint, *d_cint; // levels per pair, then row_levels per decode row
+  size_t cint_cap;
+  float *c_acc, *c_ml;
+  size_t c_cap; // (row, head, slot) triples
+  cudaEvent_t cascade_done;
+  cascade_args cascade; // of the last step; n_items 0: none
 };
+
+// Plans the step's cascade groups (CUDA: head sizes 64 and 128; other steps ignore the groups,
+// which only changes how the same attention is computed): sets each member row's own start
+// (rows[r].pad), stages the tiles and pairs for the copy below, and sizes the parts. row_of_seq
+// gives each sequence's (first) row, ri_of_row each decode row's index in the decode list.
+yaie_status cuda_cascade_plan(cuda_context *ctx, const yaie_batch *b, row_info *rows, const int *row_of_seq,
+                              const int *ri_of_row, const int *seq_table, int n_dec, int own_splits);
+// Queues the copies of what cuda_cascade_plan staged.
+yaie_status cuda_cascade_upload(cuda_context *ctx, int n_dec);
 
 yaie_status cuda_forward(void *impl, const yaie_batch *batch, int n_rows, int n_logit_rows);
 // The forward step with each sequence's page table covering ends[s] positions (NULL: the step's).

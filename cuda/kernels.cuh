@@ -56,6 +56,27 @@ void launch_attention_rows(const attn_args &a, const int *row_list, int n, int n
 // How many parts to split each row's KV length into, so that n rows fill the GPU's sms.
 int attention_rows_splits(int n_rows, int n_kv_heads, int group, int sms, int max_len);
 
+// Cascade attention (attention_cascade.cu). Partial results are laid out per (row of row_list,
+// head) in n_parts slots: the row's own parts (launch_attention_rows_cascade: positions
+// [rows[r].pad, pos], n_splits parts) in slots [0, n_splits), then for its level-th group (0: the
+// one starting at 0) gsplits parts in slots n_splits + level * gsplits + split. row_levels[ri] is
+// how many groups row ri is in (the merge reads those slots only).
+constexpr int CASCADE_TILE = 64; // query vectors of one cascade kernel block
+struct cascade_args {
+  const cascade_item *items;
+  int n_items;
+  const int2 *members; // per (group, member): (batch row, index in row_list)
+  const int *levels;   // per (group, member): the group's level for that member
+  const int *row_levels;
+  int n_splits, gsplits, n_parts;
+  float *part_acc, *part_ml;
+};
+// Each group's part once for all its members' query heads, on tensor cores (head_dim 64 or 128).
+void launch_attention_cascade(const attn_args &a, const cascade_args &c, cudaStream_t s);
+// The rows' own parts and the merge of every slot.
+void launch_attention_rows_cascade(const attn_args &a, const int *row_list, int n, const cascade_args &c,
+                                   cudaStream_t s);
+
 // Prefill chunks on tensor cores (head_dim 64 or 128): one block per (query tile, head).
 bool attention_prefill_supported(int head_dim);
 void launch_attention_prefill(const attn_args &a, const prefill_item *items, int n_items, cudaStream_t s);

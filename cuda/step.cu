@@ -84,6 +84,7 @@ struct step_plan {
   const int *dec_rows;  // device; NULL: rows 0 .. n_dec - 1
   int n_items;          // query tiles taking the tensor-core prefill kernel
   int splits;
+  const cascade_args *cascade; // the decode rows' cascade groups, or NULL
 };
 
 // Whether a product of m rows over k is launched as a dependent of the kernel before it (the
@@ -116,8 +117,12 @@ static yaie_status run_layers(cuda_context *ctx, const step_plan *sp) {
     qa.k_norm = L->k_norm;
     launch_qkv_rope(qa, n, s);
     aa.layer = l;
-    if (sp->n_dec)
+    if (sp->cascade) {
+      launch_attention_cascade(aa, *sp->cascade, s);
+      launch_attention_rows_cascade(aa, sp->dec_rows, sp->n_dec, *sp->cascade, s);
+    } else if (sp->n_dec) {
       launch_attention_rows(aa, sp->dec_rows, sp->n_dec, sp->splits, ctx->part_acc, ctx->part_ml, s);
+    }
     if (sp->n_items)
       launch_attention_prefill(aa, ctx->d_items, sp->n_items, s);
     STATUS_TRY(gemm(ctx->g, ctx->y, 1, ctx->att, L->wo, n, dim, q_dim));
@@ -175,7 +180,8 @@ static yaie_status run_graph(cuda_context *ctx, int bucket) {
     ge->runs = 0;
     ge->exec = nullptr;
   }
-  step_plan sp = {bucket, bucket, nullptr, bucket, nullptr, 0, ge ? ge->splits : splits_for(ctx, bucket, INT_MAX)};
+  step_plan sp = {bucket, bucket, nullptr, bucket, nullptr, 0, ge ? ge->splits : splits_for(ctx, bucket, INT_MAX),
+                  nullptr};
   // The first run of a bucket is eager: it loads modules and lets cuBLAS pick its kernels
   // outside the capture.
   if (!ge || ge->runs++ == 0)
@@ -245,7 +251,30 @@ yaie_status cuda_forward_until(cuda_context *ctx, const yaie_batch *b, int n_row
       max_len = (int)end;
     r += q->n_tokens;
   }
-  int bucket = decode ? bucket_for(ctx, n_rows) : 0;
+  // Cascade groups: member rows' own parts start after their groups (rows[].pad); such a step
+  // runs eagerly (its kernels' shapes follow the groups).
+  ctx->cascade.n_items = 0;
+  if (b->n_groups > 0) {
+    int *row_of_seq = (int *)malloc((size_t)b->n_seqs * 2 * sizeof(int)), *ri_of_row = (int *)malloc((size_t)n_rows * sizeof(int));
+    yaie_status cst = row_of_seq && ri_of_row ? YAIE_OK : cuda_fail(YAIE_ERR_NOMEM, "device cuda: out of memory");
+    if (cst == YAIE_OK) {
+      int *seq_table = row_of_seq + b->n_seqs;
+      for (int s = 0, row = 0; s < b->n_seqs; row += b->seqs[s].n_tokens, s++) {
+        row_of_seq[s] = row;
+        seq_table[s] = ms->rows[row].table;
+      }
+      for (int i = 0; i < n_rows; i++)
+        ri_of_row[i] = -1;
+      for (int i = 0; i < n_dec; i++)
+        ri_of_row[ms->decode_rows[i]] = i;
+      cst = cuda_cascade_plan(ctx, b, ms->rows, row_of_seq, ri_of_row, seq_table, n_dec, splits_for(ctx, n_dec, max_len));
+    }
+    free(row_of_seq);
+    free(ri_of_row);
+    STATUS_TRY(cst);
+  }
+  const cascade_args *cascade = ctx->cascade.n_items ? &ctx->cascade : nullptr;
+  int bucket = decode && !cascade ? bucket_for(ctx, n_rows) : 0;
   for (int i = n_rows; i < bucket; i++)
     ms->rows[i] = row_info{0, 0, ctx->n_tables, 0};
 
@@ -270,6 +299,8 @@ yaie_status cuda_forward_until(cuda_context *ctx, const yaie_batch *b, int n_row
   if (n_items)
     CUDA_TRY(cudaMemcpyAsync(ctx->d_items, ms->items, (size_t)n_items * sizeof(prefill_item), cudaMemcpyHostToDevice, st));
   CUDA_TRY(cudaEventRecord(ms->done, st));
+  if (cascade)
+    STATUS_TRY(cuda_cascade_upload(ctx, n_dec));
 
   ctx->last_bucket = bucket;
   ctx->last_decode_rows = decode && dec_identity && logit_identity ? n_rows : 0;
@@ -278,7 +309,7 @@ yaie_status cuda_forward_until(cuda_context *ctx, const yaie_batch *b, int n_row
     STATUS_TRY(run_graph(ctx, bucket));
   } else {
     step_plan sp = {n_rows, lr, logit_identity ? nullptr : ctx->d_logit_src, n_dec,
-                    dec_identity ? nullptr : ctx->d_decode_rows, n_items, ctx->last_splits};
+                    dec_identity ? nullptr : ctx->d_decode_rows, n_items, ctx->last_splits, cascade};
     STATUS_TRY(run_layers(ctx, &sp));
   }
   CUDA_TRY(cudaGetLastError());
@@ -296,6 +327,6 @@ yaie_status cuda_forward_again(cuda_context *ctx) {
     return cuda_fail(YAIE_ERR_STATE, "device cuda: the last step was not a decode step to run again");
   if (ctx->last_bucket)
     return run_graph(ctx, ctx->last_bucket);
-  step_plan sp = {n, n, nullptr, n, nullptr, 0, ctx->last_splits};
+  step_plan sp = {n, n, nullptr, n, nullptr, 0, ctx->last_splits, ctx->cascade.n_items ? &ctx->cascade : nullptr};
   return run_layers(ctx, &sp);
 }

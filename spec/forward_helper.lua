@@ -116,7 +116,7 @@ function F.cascade_logits(o, members, ps, groups_of)
   local cascade = step(groups_of(members))
   local worst = 0
   for s = 0, members - 1 do worst = math.max(worst, F.max_rel_diff(plain[s], cascade[s])) end
-  return worst, ctx, seqs
+  return worst, ctx, seqs, plain, cascade
 end
 
 -- Groups for the scenario: all members over [0, 10) (ending mid-page for page sizes 4 and 16),
@@ -229,7 +229,7 @@ function F.cascade_logits(o, members, ps, groups_of)
   local cascade = step(groups_of(members))
   local worst = 0
   for s = 0, members - 1 do worst = math.max(worst, F.max_rel_diff(plain[s], cascade[s])) end
-  return worst, ctx, seqs
+  return worst, ctx, seqs, plain, cascade
 end
 
 -- Groups for the scenario: all members over [0, 10) (ending mid-page for page sizes 4 and 16),

@@ -6,13 +6,16 @@
 -- With --decode-steps N[,M..], decode also runs as rounds of N steps (yaie_round_begin/wait: the
 -- GPU samples and feeds each step's tokens to the next, one copy back per round).
 --   yaie run scripts/bench/gpu.lua [--models 1b,8b] [--batches 1,8,32,64,128,256] [--new 128]
---                                  [--decode-steps 1,8]
+--                                  [--decode-steps 1,8] [--shared 2048 --shared-batches 64,256]
+-- --shared L adds decode rows where the batch's sequences share an L-token prompt (plus 16 tokens
+-- of their own), with cascade attention off and on (the prompt's K/V read once a step).
 -- Prints a Markdown table (and writes it to $OUT/gpu_bench.md when OUT is set).
 local C = require "yaie.c"
 local gen = require "yaie.generate"
 local ffi, lib = C.ffi, C.lib
 
-local opts = { models = "1b,8b", batches = "1,8,32,64,128,256", new = "128", prompt = "512", ["decode-steps"] = "1" }
+local opts = { models = "1b,8b", batches = "1,8,32,64,128,256", new = "128", prompt = "512", ["decode-steps"] = "1",
+  shared = "0", ["shared-batches"] = "64,256" }
 for i = 1, #arg - 1 do
   local k = arg[i]:match("^%-%-(.+)$")
   if k then opts[k] = arg[i + 1] end
@@ -76,6 +79,10 @@ local function bench(key)
   local batches, new, prompt = list(opts.batches), tonumber(opts.new), tonumber(opts.prompt)
   local max_b = 0
   for _, b in ipairs(batches) do max_b = math.max(max_b, b) end
+  local n_samplers = max_b
+  for _, b in ipairs(tonumber(opts.shared) > 0 and list(opts["shared-batches"]) or {}) do
+    n_samplers = math.max(n_samplers, b)
+  end
   local per_seq = math.ceil((prompt + new) / 16)
   local ctx_out = ffi.new("yaie_context*[1]")
   C.check(lib.yaie_context_new(model, ffi.new("yaie_context_params", { n_pages = max_b * per_seq + 260,
@@ -86,8 +93,12 @@ local function bench(key)
   -- Sequences 1..max_b, each with its own pages and a prompt of pseudo-random ids.
   local seqs = ffi.new("yaie_seq[?]", max_b)
   local pages, toks, cur = {}, {}, ffi.new("int32_t[?]", max_b)
-  local samplers = ffi.new("yaie_sampler*[?]", max_b)
+  local samplers = ffi.new("yaie_sampler*[?]", n_samplers)
   local keep = {}
+  for i = max_b, n_samplers - 1 do
+    keep[i] = gen.sampler({ temperature = 0 }, s.vocab_size)
+    samplers[i] = keep[i]
+  end
   for i = 0, max_b - 1 do
     pages[i] = ffi.new("int32_t[?]", per_seq)
     for p = 0, per_seq - 1 do pages[i][p] = i * per_seq + p end
@@ -153,6 +164,63 @@ local function bench(key)
       row(s.name, n_steps == 1 and "decode" or ("decode, rounds of " .. n_steps), "batch " .. b, tps, b / t_roof,
         bytes / BW >= flops / FLOPS and "memory" or "compute")
     end
+  end
+
+  -- Sequences sharing a long prompt: the prompt prefilled once into pages every table starts with,
+  -- 16 tokens of each sequence's own, then decode with and without cascade groups.
+  local shared = tonumber(opts.shared)
+  for _, b in ipairs(shared > 0 and list(opts["shared-batches"]) or {}) do
+    local sp_pages, own_pages = math.ceil(shared / 16), math.ceil((16 + new) / 16) + 1
+    local sctx_out = ffi.new("yaie_context*[1]")
+    C.check(lib.yaie_context_new(model, ffi.new("yaie_context_params", { n_pages = sp_pages + b * own_pages,
+      page_size = 16, max_batch_tokens = 4096, device = 1 }), sctx_out))
+    local sctx = ffi.gc(sctx_out[0], lib.yaie_context_free)
+    local tables, sseqs, scur, sout = {}, ffi.new("yaie_seq[?]", b), ffi.new("int32_t[?]", b), ffi.new("int32_t[?]", b)
+    local ptoks = ffi.new("int32_t[?]", shared)
+    for t = 0, shared - 1 do ptoks[t] = (t * 104729 + 7) % s.vocab_size end
+    for i = 0, b - 1 do
+      tables[i] = ffi.new("int32_t[?]", sp_pages + own_pages)
+      for p = 0, sp_pages - 1 do tables[i][p] = p end
+      for p = 0, own_pages - 1 do tables[i][sp_pages + p] = sp_pages + i * own_pages + p end
+    end
+    local function run(seq_list, n, groups)
+      local batch = ffi.new("yaie_batch", { seqs = seq_list, n_seqs = n })
+      if groups then batch.groups, batch.n_groups = groups, 1 end
+      C.check(lib.yaie_forward(sctx, batch))
+      C.check(lib.yaie_sample_step(sctx, batch, samplers, nil, sout, nil))
+    end
+    sseqs[0] = { tokens = ptoks, n_tokens = shared, pos = 0, pages = tables[0], n_pages = sp_pages, all_logits = 0 }
+    run(sseqs, 1)
+    local own = ffi.new("int32_t[?]", b * 16)
+    for i = 0, b - 1 do
+      for t = 0, 15 do own[i * 16 + t] = (i * 7919 + t * 31 + 3) % s.vocab_size end
+      sseqs[i] = { tokens = own + i * 16, n_tokens = 16, pos = shared, pages = tables[i],
+        n_pages = sp_pages + own_pages, all_logits = 0 }
+    end
+    for first = 0, b - 1, 256 do run(sseqs + first, math.min(256, b - first)) end
+    local members = ffi.new("int32_t[?]", b)
+    for i = 0, b - 1 do members[i] = i end
+    local group = ffi.new("yaie_group[1]", { { start = 0, ["end"] = shared, rows = members, n_rows = b } })
+    for _, cascade in ipairs { false, true } do
+      for i = 0, b - 1 do scur[i] = (i * 13 + 1) % s.vocab_size end
+      local t_start
+      for k = 0, new - 1 do
+        if k == 2 then t_start = C.now() end
+        for i = 0, b - 1 do
+          sseqs[i] = { tokens = scur + i, n_tokens = 1, pos = shared + 16 + k, pages = tables[i],
+            n_pages = sp_pages + own_pages, all_logits = 0 }
+        end
+        run(sseqs, b, cascade and group or nil)
+        for i = 0, b - 1 do scur[i] = sout[i] end
+      end
+      local tps = b * (new - 2) / (C.now() - t_start)
+      local bytes = z.weight_bytes + (shared + b * (16 + new / 2)) * z.kv_token
+      local t_roof = bytes / BW
+      row(s.name, cascade and "decode, shared prompt, cascade" or "decode, shared prompt", ("batch %d, %d shared"):format(
+        b, shared), tps, b / t_roof, "memory", " (roofline: the prompt's K/V read once)")
+    end
+    sctx = nil
+    collectgarbage()
   end
 
   -- Prefill of one prompt in one step.
